@@ -1,0 +1,1 @@
+"""Contrastive losses: each a per-sample function and a `keras.losses.Loss`."""
