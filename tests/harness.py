@@ -11,6 +11,7 @@ strategy = harness.mirrored_strategy()
 ```
 """
 
+import functools
 import inspect
 
 import keras
@@ -33,8 +34,13 @@ def configure_logical_cpus(count):
         pass
 
 
+@functools.lru_cache(maxsize=None)
 def mirrored_strategy(num_replicas=NUM_LOGICAL_CPUS):
-    """A `MirroredStrategy` over `num_replicas` logical CPU devices."""
+    """A `MirroredStrategy` over `num_replicas` logical CPU devices.
+
+    One instance per process and replica count: separate `MirroredStrategy` objects reuse
+    collective instance keys, and TensorFlow then mixes up their all-gathers.
+    """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     if len(devices) < num_replicas:
         raise RuntimeError(
