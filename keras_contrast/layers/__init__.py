@@ -1,1 +1,3 @@
-"""keras_contrast.layers."""
+"""keras_contrast.layers: preprocessing layers for contrastive learning."""
+
+from keras_contrast.layers.strong_augment import StrongAugment

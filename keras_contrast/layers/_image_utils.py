@@ -1,0 +1,79 @@
+"""Private helpers shared by the keras_contrast preprocessing layers."""
+
+import tensorflow as tf
+
+
+def validate_value_range(value_range, name="value_range"):
+    """Returns `value_range` as a `(low, high)` tuple of floats or raises."""
+    if (
+        not isinstance(value_range, (tuple, list))
+        or len(value_range) != 2
+        or not all(isinstance(v, (int, float)) for v in value_range)
+        or value_range[0] >= value_range[1]
+    ):
+        raise ValueError(
+            f"`{name}` must be a tuple `(low, high)` with low < high. "
+            f"Received: {name}={value_range}"
+        )
+    return tuple(value_range)
+
+
+def validate_probability(value, name):
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
+    return value
+
+
+def validate_range(value, name, low=None, high=None, allow_equal=True):
+    """Checks a `(min, max)` pair of numbers with min <= max within [low, high]."""
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+        and (value[0] <= value[1] if allow_equal else value[0] < value[1])
+    )
+    if ok and low is not None:
+        ok = value[0] >= low
+    if ok and high is not None:
+        ok = value[1] <= high
+    if not ok:
+        bounds = f" within [{low}, {high}]" if low is not None else ""
+        raise ValueError(
+            f"`{name}` must be a pair `(min, max)` with min <= max{bounds}. "
+            f"Received: {name}={value}"
+        )
+    return tuple(value)
+
+
+def check_image_rank(images, name="images"):
+    rank = images.shape.rank
+    if rank not in (3, 4):
+        raise ValueError(
+            f"`{name}` must have rank 3 `[H, W, C]` or rank 4 `[B, H, W, C]`. "
+            f"Received: {name}.shape={images.shape}"
+        )
+    return rank
+
+
+def to_uint8(images, value_range):
+    """Maps images in `value_range` to uint8 on the 0-255 scale (rounding, clipping)."""
+    if images.dtype == tf.uint8 and tuple(value_range) == (0, 255):
+        return images
+    low, high = value_range
+    x = tf.cast(images, tf.float32)
+    if (low, high) != (0, 255):
+        x = (x - low) * (255.0 / (high - low))
+    x = tf.clip_by_value(tf.round(x), 0.0, 255.0)
+    return tf.cast(x, tf.uint8)
+
+
+def from_uint8(images, value_range, dtype):
+    """Inverse of `to_uint8`: uint8 0-255 back to `value_range` in `dtype`."""
+    dtype = tf.as_dtype(dtype)
+    if dtype == tf.uint8 and tuple(value_range) == (0, 255):
+        return images
+    low, high = value_range
+    x = tf.cast(images, tf.float32)
+    if (low, high) != (0, 255):
+        x = x * ((high - low) / 255.0) + low
+    return tf.cast(x, dtype)

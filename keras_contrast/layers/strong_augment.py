@@ -1,0 +1,532 @@
+"""CLSA's strong augmentation: 14 PIL-style ops, chosen per image, vectorised."""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
+    BaseImagePreprocessingLayer,
+)
+
+from keras_contrast.layers import _image_utils
+
+# The CLSA reference pool, in its order. Indices are the values of the
+# `"op_indices"` entry of a transformation.
+OP_NAMES = (
+    "auto_contrast",
+    "brightness",
+    "color",
+    "contrast",
+    "equalize",
+    "identity",
+    "posterize",
+    "rotate",
+    "sharpness",
+    "shear_x",
+    "shear_y",
+    "solarize",
+    "translate_x",
+    "translate_y",
+)
+_OP = {name: i for i, name in enumerate(OP_NAMES)}
+_GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+
+# Each op runs on its own part of the batch; the five geometric ops share one
+# part (one batched projective transform with per-image matrices).
+_GROUPS = (
+    "identity",
+    "auto_contrast",
+    "brightness",
+    "color",
+    "contrast",
+    "equalize",
+    "posterize",
+    "sharpness",
+    "solarize",
+    "geometric",
+)
+_GROUP_OF_OP = [
+    _GROUPS.index("geometric") if name in _GEOMETRIC else _GROUPS.index(name)
+    for name in OP_NAMES
+]
+
+
+@keras.saving.register_keras_serializable(package="keras_contrast")
+class StrongAugment(BaseImagePreprocessingLayer):
+    """CLSA's strong augmentation: `num_ops` random PIL-style ops per image.
+
+    The pool is exactly the one of the CLSA reference implementation (itself
+    FixMatch's RandAugment pool): AutoContrast, Brightness, Color, Contrast,
+    Equalize, Identity, Posterize, Rotate, Sharpness, ShearX, ShearY, Solarize,
+    TranslateX, TranslateY. For every image independently, `num_ops` ops are
+    drawn with replacement; each is applied with probability `rate` at an
+    integer magnitude `v` drawn uniformly from `magnitude_range` (per op and
+    image). With `v` the magnitude:
+
+    - Brightness / Color / Contrast / Sharpness: PIL `ImageEnhance` blend with
+      factor `enhance_slope * v + enhance_offset` (0.09v + 0.05).
+    - Posterize: keep `int(posterize_slope * v) + posterize_offset` bits.
+    - Rotate: `rotate_slope * v` degrees (3v), random sign, about the centre.
+    - ShearX / ShearY: `shear_slope * v` (0.03v), random sign.
+    - TranslateX / TranslateY: `int(translate_slope * v * size)` pixels,
+      random sign.
+    - Solarize: invert values `>= 256 - int(solarize_slope * v)` (25.6v).
+
+    Like the reference, the ops work on 8-bit values with PIL's semantics:
+    blends truncate, geometric ops use nearest resampling with PIL's
+    pixel-centre convention and black fill, Sharpness blends with PIL's
+    3x3 SMOOTH filter (border pixels kept; the filter output is rounded),
+    AutoContrast and Equalize follow `PIL.ImageOps`. Inputs are mapped from
+    `value_range` to 0-255 and rounded to integers first (float inputs are
+    thereby quantised to 256 levels), and mapped back at the end; the output
+    has the layer's compute dtype.
+
+    The layer is vectorised over the batch: at each of the `num_ops` steps the
+    batch is partitioned by chosen op, each part gets its op only, and the
+    parts are stitched back; all geometric ops of a step run as one batched
+    `ImageProjectiveTransformV3` on uint8 with per-image matrices. Unlike
+    `keras.layers.RandAugment`, no op is computed for an image that did not
+    draw it.
+
+    Works eagerly, in `tf.data.Dataset.map` (batched or not) and inside a
+    model (CPU or GPU). It uses data-dependent shapes (`dynamic_partition`),
+    so it does not compile with XLA (`jit_compile=True`); run it in `tf.data`
+    or in a non-jitted model. Images must have 1 or 3 channels.
+
+    Args:
+        num_ops: number of ops drawn per image. Defaults to `5`.
+        rate: probability that each drawn op is applied. Defaults to `0.5`.
+        magnitude_range: `(min, max)` integers; `v` is uniform on
+            `min..max` inclusive. Defaults to `(1, 9)` (the reference draws
+            `np.random.randint(1, 10)`).
+        enhance_slope: Defaults to `0.09`.
+        enhance_offset: Defaults to `0.05`.
+        posterize_slope: Defaults to `0.4`.
+        posterize_offset: Defaults to `4`.
+        rotate_slope: degrees per magnitude unit. Defaults to `3.0`.
+        shear_slope: Defaults to `0.03`.
+        translate_slope: fraction of the image size per unit. Defaults to
+            `0.03`.
+        solarize_slope: threshold decrement per unit on the 0-255 scale.
+            Defaults to `25.6`.
+        value_range: `(low, high)` of the input values. Defaults to
+            `(0, 255)`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: base layer keyword arguments (`name`, `dtype`).
+
+    Returns:
+        Images with the input's shape, in `value_range`, in the compute dtype.
+        A transformation is a dict with `"op_indices"` (int32 `[B, num_ops]`,
+        indices into `OP_NAMES`), `"apply"` (bool), `"magnitudes"` (int32)
+        and `"signs"` (float32, +-1), all `[B, num_ops]`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    images = np.random.randint(0, 256, (8, 32, 32, 3)).astype("uint8")
+    strong = StrongAugment(seed=1)
+    out = strong(images)  # float32 [8, 32, 32, 3] in [0, 255]
+    ```
+
+    References:
+        - [CLSA, Wang & Qi 2021](https://arxiv.org/abs/2104.07713)
+        - [FixMatch, Sohn et al. 2020](https://arxiv.org/abs/2001.07685)
+    """
+
+    _USE_BASE_FACTOR = False
+    OP_NAMES = OP_NAMES
+
+    def __init__(
+        self,
+        num_ops=5,
+        rate=0.5,
+        magnitude_range=(1, 9),
+        enhance_slope=0.09,
+        enhance_offset=0.05,
+        posterize_slope=0.4,
+        posterize_offset=4,
+        rotate_slope=3.0,
+        shear_slope=0.03,
+        translate_slope=0.03,
+        solarize_slope=25.6,
+        value_range=(0, 255),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_ops, int) or isinstance(num_ops, bool) or num_ops < 0:
+            raise ValueError(
+                f"`num_ops` must be an integer >= 0. Received: num_ops={num_ops}"
+            )
+        _image_utils.validate_probability(rate, "rate")
+        if (
+            not isinstance(magnitude_range, (tuple, list))
+            or len(magnitude_range) != 2
+            or not all(isinstance(v, int) for v in magnitude_range)
+            or not 0 <= magnitude_range[0] <= magnitude_range[1]
+        ):
+            raise ValueError(
+                "`magnitude_range` must be a pair of integers `(min, max)` with "
+                f"0 <= min <= max. Received: magnitude_range={magnitude_range}"
+            )
+        for name, value in (
+            ("enhance_slope", enhance_slope),
+            ("enhance_offset", enhance_offset),
+            ("posterize_slope", posterize_slope),
+            ("posterize_offset", posterize_offset),
+            ("rotate_slope", rotate_slope),
+            ("shear_slope", shear_slope),
+            ("translate_slope", translate_slope),
+            ("solarize_slope", solarize_slope),
+        ):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"`{name}` must be a number >= 0. Received: {name}={value}"
+                )
+        self.num_ops = num_ops
+        self.rate = rate
+        self.magnitude_range = tuple(magnitude_range)
+        self.enhance_slope = enhance_slope
+        self.enhance_offset = enhance_offset
+        self.posterize_slope = posterize_slope
+        self.posterize_offset = posterize_offset
+        self.rotate_slope = rotate_slope
+        self.shear_slope = shear_slope
+        self.translate_slope = translate_slope
+        self.solarize_slope = solarize_slope
+        self.value_range = _image_utils.validate_value_range(value_range)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+        self.supports_jit = False
+
+        # Per-magnitude parameter tables, computed in Python (double) as the
+        # reference does, indexed by the magnitude `v`.
+        vs = range(self.magnitude_range[1] + 1)
+        self._enhance_table = [enhance_slope * v + enhance_offset for v in vs]
+        self._bits_table = [
+            min(8, max(0, int(posterize_slope * v) + posterize_offset)) for v in vs
+        ]
+        self._degrees_table = [rotate_slope * v for v in vs]
+        self._shear_table = [shear_slope * v for v in vs]
+        self._translate_table = [translate_slope * v for v in vs]
+        self._threshold_table = [256 - int(solarize_slope * v) for v in vs]
+
+    # ------------------------------------------------------------------ random
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        if not training:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        shape = self.backend.shape(images)
+        if len(shape) not in (3, 4):
+            raise ValueError(
+                "`images` must have rank 3 `[H, W, C]` or rank 4 `[B, H, W, C]`. "
+                f"Received: images.shape={shape}"
+            )
+        batch_size = 1 if len(shape) == 3 else shape[0]
+        if seed is None:
+            seed = self._get_seed_generator(self.backend._backend)
+        random = self.backend.random
+        size = (batch_size, self.num_ops)
+        op_indices = random.randint(size, 0, len(OP_NAMES), dtype="int32", seed=seed)
+        apply = random.uniform(size, seed=seed) < self.rate
+        magnitudes = random.randint(
+            size,
+            self.magnitude_range[0],
+            self.magnitude_range[1] + 1,
+            dtype="int32",
+            seed=seed,
+        )
+        signs = self.backend.numpy.where(
+            random.uniform(size, seed=seed) < 0.5, -1.0, 1.0
+        )
+        return {
+            "op_indices": op_indices,
+            "apply": apply,
+            "magnitudes": magnitudes,
+            "signs": self.backend.cast(signs, "float32"),
+        }
+
+    # --------------------------------------------------------------- transform
+
+    def transform_images(self, images, transformation=None, training=True):
+        images = tf.convert_to_tensor(images)
+        if not training or transformation is None or self.num_ops == 0:
+            return tf.cast(images, self.compute_dtype)
+        channels = images.shape[-1]
+        if channels not in (1, 3):
+            raise ValueError(
+                "`images` must have 1 or 3 channels for StrongAugment. "
+                f"Received: images.shape={images.shape}"
+            )
+        x = _image_utils.to_uint8(images, self.value_range)
+        op_indices = tf.cast(transformation["op_indices"], tf.int32)
+        apply = tf.cast(transformation["apply"], tf.bool)
+        magnitudes = tf.cast(transformation["magnitudes"], tf.int32)
+        signs = tf.cast(transformation["signs"], tf.float32)
+        static_shape = x.shape
+        for step in range(self.num_ops):
+            x = self._apply_step(
+                x,
+                op_indices[:, step],
+                apply[:, step],
+                magnitudes[:, step],
+                signs[:, step],
+            )
+            x.set_shape(static_shape)
+        return _image_utils.from_uint8(x, self.value_range, self.compute_dtype)
+
+    def _apply_step(self, x, ops, apply, magnitudes, signs):
+        group_of_op = tf.constant(_GROUP_OF_OP, tf.int32)
+        groups = tf.where(apply, tf.gather(group_of_op, ops), 0)
+        n = len(_GROUPS)
+        indices = tf.dynamic_partition(tf.range(tf.shape(x)[0]), groups, n)
+        parts = tf.dynamic_partition(x, groups, n)
+        mags = tf.dynamic_partition(magnitudes, groups, n)
+        g = _GROUPS.index
+        enhance = tf.constant(self._enhance_table, tf.float32)
+        outputs = [None] * n
+        outputs[g("identity")] = parts[g("identity")]
+        outputs[g("auto_contrast")] = auto_contrast(parts[g("auto_contrast")])
+        outputs[g("equalize")] = equalize(parts[g("equalize")])
+        outputs[g("brightness")] = brightness(
+            parts[g("brightness")], tf.gather(enhance, mags[g("brightness")])
+        )
+        outputs[g("color")] = color(
+            parts[g("color")], tf.gather(enhance, mags[g("color")])
+        )
+        outputs[g("contrast")] = contrast(
+            parts[g("contrast")], tf.gather(enhance, mags[g("contrast")])
+        )
+        outputs[g("sharpness")] = sharpness(
+            parts[g("sharpness")], tf.gather(enhance, mags[g("sharpness")])
+        )
+        outputs[g("posterize")] = posterize(
+            parts[g("posterize")],
+            tf.gather(tf.constant(self._bits_table, tf.int32), mags[g("posterize")]),
+        )
+        outputs[g("solarize")] = solarize(
+            parts[g("solarize")],
+            tf.gather(
+                tf.constant(self._threshold_table, tf.int32), mags[g("solarize")]
+            ),
+        )
+        k = g("geometric")
+        geo_ops = tf.dynamic_partition(ops, groups, n)[k]
+        geo_signs = tf.dynamic_partition(signs, groups, n)[k]
+        outputs[k] = self._geometric(parts[k], geo_ops, mags[k], geo_signs)
+        return tf.dynamic_stitch(indices, outputs)
+
+    def _geometric(self, images, ops, magnitudes, signs):
+        shape = tf.shape(images)
+        height = tf.cast(shape[1], tf.float64)
+        width = tf.cast(shape[2], tf.float64)
+        signs64 = tf.cast(signs, tf.float64)
+        degrees = signs64 * tf.gather(
+            tf.constant(self._degrees_table, tf.float64), magnitudes
+        )
+        shear = signs64 * tf.gather(tf.constant(self._shear_table, tf.float64), magnitudes)
+        fraction = signs64 * tf.gather(
+            tf.constant(self._translate_table, tf.float64), magnitudes
+        )
+        # int() of the signed pixel shift, as the reference: truncation.
+        shift_x = tf.cast(tf.cast(fraction * width, tf.int32), tf.float64)
+        shift_y = tf.cast(tf.cast(fraction * height, tf.int32), tf.float64)
+        matrices = pil_affine_matrices(ops, degrees, shear, shift_x, shift_y, height, width)
+        transforms = pil_to_tf_transforms(matrices)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=tf.cast(transforms, tf.float32),
+            output_shape=shape[1:3],
+            fill_value=0.0,
+            interpolation="NEAREST",
+            fill_mode="CONSTANT",
+        )
+
+    def transform_labels(self, labels, transformation, training=True):
+        return labels
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        raise NotImplementedError(
+            "StrongAugment does not transform bounding boxes (geometric ops)."
+        )
+
+    def transform_segmentation_masks(
+        self, segmentation_masks, transformation, training=True
+    ):
+        raise NotImplementedError(
+            "StrongAugment does not transform segmentation masks."
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_ops": self.num_ops,
+                "rate": self.rate,
+                "magnitude_range": self.magnitude_range,
+                "enhance_slope": self.enhance_slope,
+                "enhance_offset": self.enhance_offset,
+                "posterize_slope": self.posterize_slope,
+                "posterize_offset": self.posterize_offset,
+                "rotate_slope": self.rotate_slope,
+                "shear_slope": self.shear_slope,
+                "translate_slope": self.translate_slope,
+                "solarize_slope": self.solarize_slope,
+                "value_range": self.value_range,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+# ---------------------------------------------------------------------------
+# The ops. Each takes uint8 images `[n, H, W, C]` (C in {1, 3}) and per-image
+# parameters `[n]`, and returns uint8 images of the same shape.
+
+
+def _gray(images_int32):
+    """PIL's `convert("L")`: (19595 R + 38470 G + 7471 B + 2**15) >> 16."""
+    if images_int32.shape[-1] == 1:
+        return images_int32
+    r, g, b = tf.unstack(images_int32, axis=-1)
+    gray = (r * 19595 + g * 38470 + b * 7471 + 0x8000) // 65536
+    return gray[..., None]
+
+
+def _blend(degenerate, images, factors):
+    """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`."""
+    f = tf.reshape(factors, [-1, 1, 1, 1])
+    d = tf.cast(degenerate, tf.float32)
+    out = d + f * (tf.cast(images, tf.float32) - d)
+    out = tf.clip_by_value(out, 0.0, 255.0)
+    return tf.cast(tf.cast(out, tf.int32), tf.uint8)
+
+
+def auto_contrast(images):
+    """`PIL.ImageOps.autocontrast`: per channel, `(x - lo) * 255 // (hi - lo)`."""
+    x = tf.cast(images, tf.int32)
+    lo = tf.reduce_min(x, axis=[1, 2], keepdims=True)
+    hi = tf.reduce_max(x, axis=[1, 2], keepdims=True)
+    span = tf.maximum(hi - lo, 1)
+    out = tf.where(hi > lo, (x - lo) * 255 // span, x)
+    return tf.cast(out, tf.uint8)
+
+
+def brightness(images, factors):
+    return _blend(tf.zeros_like(images[..., :1]), images, factors)
+
+
+def color(images, factors):
+    return _blend(_gray(tf.cast(images, tf.int32)), images, factors)
+
+
+def contrast(images, factors):
+    gray = _gray(tf.cast(images, tf.int32))
+    pixels = tf.shape(gray)[1] * tf.shape(gray)[2]
+    total = tf.reduce_sum(gray, axis=[1, 2, 3], keepdims=True)
+    # int(mean + 0.5), exactly.
+    mean = (2 * total + pixels) // (2 * pixels)
+    return _blend(mean, images, factors)
+
+
+def sharpness(images, factors):
+    """PIL `ImageEnhance.Sharpness`: blend with the 3x3 SMOOTH filter."""
+    x = tf.cast(images, tf.float32)
+    channels = images.shape[-1]
+    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
+    kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
+    sums = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+    smooth = tf.floor((sums + 6.0) / 13.0)  # Rounded; sums are exact integers.
+    smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    shape = tf.shape(x)
+    interior = tf.pad(
+        tf.ones([1, shape[1] - 2, shape[2] - 2, 1], tf.bool),
+        [[0, 0], [1, 1], [1, 1], [0, 0]],
+        constant_values=False,
+    )
+    degenerate = tf.where(interior, smooth, x)
+    return _blend(degenerate, images, factors)
+
+
+def equalize(images):
+    """`PIL.ImageOps.equalize`, per image and channel, via one `bincount`."""
+    x = tf.cast(images, tf.int32)
+    shape = tf.shape(x)
+    n, channels = shape[0], images.shape[-1]
+    pixels = shape[1] * shape[2]
+    offsets = tf.reshape(tf.range(n * channels) * 256, [n, 1, 1, channels])
+    flat = tf.reshape(x + offsets, [-1])
+    hist = tf.math.bincount(
+        flat, minlength=n * channels * 256, maxlength=n * channels * 256
+    )
+    hist = tf.reshape(hist, [n * channels, 256])
+    levels = tf.range(256)
+    last = tf.reduce_max(tf.where(hist > 0, levels, -1), axis=1)
+    last_count = tf.gather(hist, tf.maximum(last, 0), batch_dims=1)
+    step = (pixels - last_count) // 255
+    cum = tf.cumsum(hist, axis=1, exclusive=True)
+    safe_step = tf.maximum(step, 1)[:, None]
+    lut = tf.minimum((safe_step // 2 + cum) // safe_step, 255)
+    lut = tf.where(step[:, None] > 0, lut, levels[None, :])
+    out = tf.gather(tf.reshape(lut, [-1]), flat)
+    return tf.cast(tf.reshape(out, shape), tf.uint8)
+
+
+def posterize(images, bits):
+    mask = tf.bitwise.left_shift(255, 8 - bits) % 256
+    mask = tf.cast(tf.reshape(mask, [-1, 1, 1, 1]), tf.uint8)
+    return tf.bitwise.bitwise_and(images, mask)
+
+
+def solarize(images, thresholds):
+    t = tf.reshape(thresholds, [-1, 1, 1, 1])
+    return tf.where(tf.cast(images, tf.int32) >= t, 255 - images, images)
+
+
+def pil_affine_matrices(ops, degrees, shear, shift_x, shift_y, height, width):
+    """Per-image PIL affine coefficients `(a, b, c, d, e, f)`, float64 `[n, 6]`.
+
+    PIL maps an output pixel centre `(x + .5, y + .5)` to the input point
+    `(a x' + b y' + c, d x' + e y' + f)` and takes the pixel containing it.
+    """
+    angle = -degrees * (math.pi / 180.0)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = width / 2.0, height / 2.0
+    zeros, ones = tf.zeros_like(angle), tf.ones_like(angle)
+    rotate = tf.stack(
+        [cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy],
+        axis=1,
+    )
+    shear_x = tf.stack([ones, shear, zeros, zeros, ones, zeros], axis=1)
+    shear_y = tf.stack([ones, zeros, zeros, shear, ones, zeros], axis=1)
+    translate_x = tf.stack([ones, zeros, shift_x, zeros, ones, zeros], axis=1)
+    translate_y = tf.stack([ones, zeros, zeros, zeros, ones, shift_y], axis=1)
+    ops = ops[:, None]
+    out = translate_y
+    for name, matrix in (
+        ("rotate", rotate),
+        ("shear_x", shear_x),
+        ("shear_y", shear_y),
+        ("translate_x", translate_x),
+    ):
+        out = tf.where(ops == _OP[name], matrix, out)
+    return out
+
+
+def pil_to_tf_transforms(matrices):
+    """PIL pixel-centre affine -> `ImageProjectiveTransformV3` transforms.
+
+    TF puts pixel centres on integers and rounds: `round(u - .5)` equals
+    PIL's `floor(u)` for the same input point `u`.
+    """
+    a, b, c, d, e, f = tf.unstack(matrices, axis=1)
+    zeros = tf.zeros_like(a)
+    return tf.stack(
+        [a, b, c + 0.5 * (a + b - 1.0), d, e, f + 0.5 * (d + e - 1.0), zeros, zeros],
+        axis=1,
+    )
