@@ -18,6 +18,7 @@ def check_image_size(image_size):
     """Returns `image_size` as a `(height, width)` tuple of ints, or `None`."""
     if image_size is None:
         return None
+    received = image_size
     if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
     try:
@@ -31,7 +32,7 @@ def check_image_size(image_size):
     if not valid:
         raise ValueError(
             "`image_size` must be None, a positive int or a (height, width) pair of "
-            f"positive ints. Received: image_size={image_size!r}"
+            f"positive ints. Received: image_size={received!r}"
         )
     return int(height), int(width)
 
