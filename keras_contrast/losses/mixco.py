@@ -23,7 +23,9 @@ def mixco_targets(mix_weights, num_keys):
     Args:
         mix_weights: `[B/2]` mixing weights `lam` in `[0, 1]` (any shape with `B/2` elements,
             e.g. `[B/2, 1, 1, 1]` as used to mix images).
-        num_keys: number of keys (columns) `>= B`, e.g. `B + queue_size`.
+        num_keys: number of keys (columns) `>= B`, e.g. `B + queue_size`: an int, or a
+            scalar integer tensor (when the batch size is only known at run time; then it
+            is not validated).
 
     Returns:
         A `[B/2, num_keys]` tensor (float32, or float64 for float64 weights) whose rows
@@ -42,11 +44,17 @@ def mixco_targets(mix_weights, num_keys):
         - [Kim et al., 2020. MixCo: Mix-up Contrastive Learning for Visual
           Representation](https://arxiv.org/abs/2010.06300).
     """
-    if isinstance(num_keys, bool) or not isinstance(num_keys, (int, np.integer)):
+    if tf.is_tensor(num_keys):
+        if num_keys.shape.rank != 0 or not num_keys.dtype.is_integer:
+            raise ValueError(
+                "`num_keys` must be an int or a scalar integer tensor. "
+                f"Received: num_keys={num_keys!r}"
+            )
+    elif isinstance(num_keys, bool) or not isinstance(num_keys, (int, np.integer)):
         raise ValueError(f"`num_keys` must be an int. Received: num_keys={num_keys!r}")
     lam = tf.reshape(_promote(_as_float32(mix_weights, "mix_weights"))[0], [-1])
     half = lam.shape[0]
-    if half is not None:
+    if half is not None and not tf.is_tensor(num_keys):
         if half == 0:
             raise ValueError("`mix_weights` must not be empty. Received: mix_weights.shape=(0,)")
         if num_keys < 2 * half:

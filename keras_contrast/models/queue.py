@@ -1,0 +1,138 @@
+"""MoCo's queue of negative keys, in non-trainable Keras variables."""
+
+import keras
+import tensorflow as tf
+
+from keras_contrast.distribute import gather_from_replicas
+from keras_contrast.models.momentum import update_per_replica
+
+
+@keras.saving.register_keras_serializable(package="keras_contrast")
+class KeyQueue(keras.layers.Layer):
+    """A FIFO queue of `size` L2-normalised keys of dimension `dim` (MoCo's negatives).
+
+    The keys live in a non-trainable `[size, dim]` variable and the write position in a
+    non-trainable int32 `pointer` variable, so both are saved by `model.save`,
+    `model.save_weights` and `tf.train.Checkpoint` with the model that owns the layer. The
+    queue starts as random unit vectors, as in MoCo. `enqueue(keys)` overwrites the oldest
+    `n` keys (rows `pointer .. pointer + n - 1`) and advances the pointer modulo `size`;
+    `size` must be a multiple of `n`, so a batch never straddles the end.
+
+    Inside the replica function of a `tf.distribute` strategy, `enqueue` all-gathers the
+    keys of every replica first and enqueues the **global** batch (in replica order) on every
+    replica, so all replicas hold the same queue. Calling the layer returns the queue's
+    current contents `[size, dim]`.
+
+    Args:
+        size: number of keys `K`. Defaults to `65536`.
+        dim: key dimension. Defaults to `128`.
+        seed: seed of the random initial keys. Defaults to `None`.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Example:
+
+    ```python
+    queue = KeyQueue(size=8, dim=4)
+    queue.enqueue(tf.math.l2_normalize(tf.random.normal([2, 4]), -1))
+    negatives = queue()  # [8, 4]; rows 0-1 hold the new keys, pointer is 2
+    ```
+
+    References:
+        - [He et al., 2020. Momentum Contrast for Unsupervised Visual Representation
+          Learning](https://arxiv.org/abs/1911.05722).
+    """
+
+    def __init__(self, size=65536, dim=128, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (("size", size), ("dim", dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
+        self.size = size
+        self.dim = dim
+        self.seed = seed
+        self.build()
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        seed = self.seed
+
+        def unit_normal(shape, dtype=None):
+            return tf.math.l2_normalize(
+                keras.random.normal(shape, seed=seed, dtype=dtype or "float32"), axis=-1
+            )
+
+        self.queue = self.add_weight(
+            shape=(self.size, self.dim),
+            initializer=unit_normal,
+            trainable=False,
+            dtype="float32",
+            name="queue",
+        )
+        self.pointer = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="int32", name="pointer"
+        )
+        self.built = True
+
+    def call(self, inputs=None):
+        return tf.convert_to_tensor(self.queue)
+
+    def enqueue(self, keys, gather=True):
+        """Replaces the oldest keys by `keys` (all replicas' keys if `gather`).
+
+        Args:
+            keys: `[n, dim]` keys, usually L2-normalised; never differentiated.
+            gather: all-gather the keys of every replica first (inside a strategy's replica
+                context). Defaults to `True`.
+
+        Returns:
+            The enqueued (global) keys `[N, dim]`.
+        """
+        keys = tf.stop_gradient(tf.cast(tf.convert_to_tensor(keys), self.queue.dtype))
+        if keys.shape.rank != 2 or (keys.shape[-1] is not None and keys.shape[-1] != self.dim):
+            raise ValueError(
+                f"`keys` must have shape [batch, {self.dim}]. Received: keys.shape={tuple(keys.shape)}"
+            )
+        if gather:
+            (keys,), _ = gather_from_replicas(keys)
+        num = keys.shape[0]
+        if num is not None and (num == 0 or self.size % num != 0):
+            raise ValueError(
+                f"The queue size must be a multiple of the global batch of keys. Received: "
+                f"size={self.size}, global batch={num}. Use a batch size that divides the "
+                "queue size (and `drop_remainder=True` in the dataset)."
+            )
+        num = tf.shape(keys)[0]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.math.floormod(self.size, num),
+                0,
+                message=f"The queue size ({self.size}) must be a multiple of the global batch "
+                "of keys; use drop_remainder=True in the dataset.",
+            )
+        ]
+        with tf.control_dependencies(checks):
+            start = tf.convert_to_tensor(self.pointer)
+            indices = start + tf.range(num)
+            new_pointer = tf.math.floormod(start + num, self.size)
+
+        def write(queue, keys, indices):
+            return queue.scatter_update(tf.IndexedSlices(keys, indices))
+
+        def move(pointer, value):
+            return pointer.assign(value)
+
+        update_per_replica(
+            [(self.queue, write, (keys, indices)), (self.pointer, move, (new_pointer,))]
+        )
+        return keys
+
+    def compute_output_spec(self, inputs=None):
+        return keras.KerasTensor((self.size, self.dim), dtype=self.queue.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"size": self.size, "dim": self.dim, "seed": self.seed})
+        return config
