@@ -4,11 +4,12 @@ Batch format consumed by `MoCoModel.fit` (views come from the input pipeline):
 
 ```python
 {
-    "query": images,          # [B, H, W, C] weak view(s): a tensor, or a list of tensors
-                              # for multi-crop (e.g. [224 crop, 96 crop, ...]).
+    "query": images,          # [B, H, W, C] weak view(s): a tensor, or a tuple of tensors
+                              # for multi-crop (e.g. (224 crop, 96 crop, ...)); use tuples:
+                              # tf.data stacks a list into one tensor.
     "key": images,            # [B, H, W, C] the other weak view, for the momentum encoder.
     "strong": images,         # optional (required with clsa=True): strongly augmented
-                              # view(s): a tensor or a list of tensors of any sizes.
+                              # view(s): a tensor or a tuple of tensors of any sizes.
 }
 ```
 
@@ -246,6 +247,7 @@ class MoCoModel(keras.Model):
         self.contrastive_tracker = keras.metrics.Mean(name="contrastive_loss")
         self.ddm_tracker = keras.metrics.Mean(name="ddm_loss") if self.clsa else None
         self.mixco_tracker = keras.metrics.Mean(name="mixco_loss") if self.mixco else None
+        self.built = True  # every sub-layer is built: weights can be saved/loaded at once
 
     @property
     def metrics(self):

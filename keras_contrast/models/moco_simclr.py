@@ -99,6 +99,7 @@ class SimCLRMixCoModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.contrastive_tracker = keras.metrics.Mean(name="contrastive_loss")
         self.mixco_tracker = keras.metrics.Mean(name="mixco_loss") if self.mixco else None
+        self.built = encoder.built
 
     @property
     def metrics(self):

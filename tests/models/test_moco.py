@@ -1,0 +1,224 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_contrast.models.moco import (
+    MoCoModel,
+    shuffle_across_replicas,
+    unshuffle_across_replicas,
+)
+from tests import harness
+
+
+def _encoder(size=8, bn=True, dim=16):
+    layers = [keras.Input((size, size, 3)), keras.layers.Conv2D(8, 3)]
+    if bn:
+        layers.append(keras.layers.BatchNormalization())
+    layers += [keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(dim)]
+    return keras.Sequential(layers)
+
+
+def _views(n=32, seed=0):
+    """Distinct random images; views are small perturbations (strong: larger ones)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 8, 8, 3)).astype("float32")
+    noise = lambda s: (base + s * rng.normal(size=base.shape)).astype("float32")  # noqa: E731
+    return {"query": noise(0.1), "key": noise(0.1), "strong": noise(0.3)}
+
+
+def _dataset(views, batch=8):
+    return tf.data.Dataset.from_tensor_slices(views).batch(batch, drop_remainder=True)
+
+
+def _assert_terms_decrease(history, terms):
+    for term in terms:
+        values = history[term]
+        # Epoch 1 fills the queue with real keys (the loss rises); from then on it must fall.
+        assert values[-1] < values[1], f"{term} did not decrease: {values}"
+
+
+@pytest.mark.parametrize(
+    "options, terms",
+    [
+        ({}, ["contrastive_loss"]),
+        ({"clsa": True}, ["contrastive_loss", "ddm_loss"]),
+        ({"mixco": True}, ["contrastive_loss", "mixco_loss"]),
+    ],
+    ids=["moco", "moco+clsa", "moco+mixco"],
+)
+def test_fit_decreases_each_loss_term(options, terms):
+    keras.utils.set_random_seed(0)
+    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = model.fit(_dataset(_views()), epochs=8, verbose=0).history
+    assert set(terms + ["loss"]) == set(history)
+    _assert_terms_decrease(history, terms + ["loss"])
+
+
+def _fit_under_strategy(options, epochs):
+    keras.utils.set_random_seed(0)
+    with harness.mirrored_strategy().scope():
+        model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
+        model.compile(optimizer=keras.optimizers.Adam(0.01))
+    return model, model.fit(_dataset(_views()), epochs=epochs, verbose=0).history
+
+
+def test_fit_under_mirrored_strategy_with_clsa_and_mixco():
+    model, history = _fit_under_strategy({"clsa": True, "mixco": True}, epochs=8)
+    _assert_terms_decrease(history, ["contrastive_loss", "ddm_loss", "mixco_loss", "loss"])
+    # 8 global keys per step into 16 slots: 4 steps per epoch, pointer back at 0.
+    for component in model.queue.pointer.value.values:
+        assert int(component.numpy()) == 0
+    queues = [c.numpy() for c in model.queue.queue.value.values]
+    np.testing.assert_array_equal(queues[0], queues[1])
+    np.testing.assert_allclose(np.linalg.norm(queues[0], axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options, terms",
+    [({}, ["contrastive_loss"]), ({"clsa": True}, ["ddm_loss"]), ({"mixco": True}, ["mixco_loss"])],
+    ids=["moco", "moco+clsa", "moco+mixco"],
+)
+def test_fit_under_mirrored_strategy_each_variant(options, terms):
+    _, history = _fit_under_strategy(options, epochs=8)
+    _assert_terms_decrease(history, terms)
+
+
+def test_one_step_under_strategy_matches_one_device_on_the_global_batch():
+    # No BN and no shuffle: the step is deterministic, so weights, queue and keys must match.
+    views = _views(8)
+
+    def run(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = MoCoModel(
+                _encoder(bn=False), queue_size=16, momentum=0.5, shuffle_bn=False, seed=3,
+                clsa=True,
+            )
+            model.compile(optimizer=keras.optimizers.SGD(1.0))
+        model.fit(_dataset(views), epochs=1, verbose=0)
+        return (
+            [w.numpy() for w in model.encoder.weights],
+            [w.numpy() for w in model.key_encoder.weights],
+            model.queue().numpy(),
+        )
+
+    single = run(tf.distribute.get_strategy())
+    mirrored = run(harness.mirrored_strategy())
+    for a, b in zip(tf.nest.flatten(single), tf.nest.flatten(mirrored)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_shuffle_restores_order_on_one_device():
+    x = tf.range(12, dtype=tf.float32)[:, None] * tf.ones([1, 3])
+    shuffled, permutation = shuffle_across_replicas(x, tf.constant([1, 2]))
+    assert not np.array_equal(shuffled.numpy(), x.numpy())
+    np.testing.assert_array_equal(np.sort(shuffled.numpy()[:, 0]), x.numpy()[:, 0])
+    np.testing.assert_array_equal(unshuffle_across_replicas(shuffled * 2, permutation), x * 2)
+
+
+def test_shuffle_across_replicas_mixes_the_global_batch_and_restores_order():
+    strategy = harness.mirrored_strategy()
+    global_x = np.arange(16, dtype="float32")[:, None]
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(global_x[8 * ctx.replica_id_in_sync_group :][:8])
+    )
+
+    @tf.function
+    def step(x):
+        def fn(local):
+            shuffled, permutation = shuffle_across_replicas(local, tf.constant([4, 5]))
+            return shuffled, unshuffle_across_replicas(shuffled + 100, permutation)
+
+        return strategy.run(fn, args=(x,))
+
+    shuffled, restored = step(values)
+    shuffled = [s.numpy()[:, 0] for s in strategy.experimental_local_results(shuffled)]
+    restored = [r.numpy() for r in strategy.experimental_local_results(restored)]
+    # Replicas hold disjoint slices of one permutation of the global batch ...
+    np.testing.assert_array_equal(np.sort(np.concatenate(shuffled)), global_x[:, 0])
+    assert not np.array_equal(np.concatenate(shuffled), global_x[:, 0])
+    assert any(v >= 8 for v in shuffled[0])  # replica 0 got keys of replica 1
+    # ... and each replica gets its own rows back in order.
+    np.testing.assert_array_equal(np.concatenate(restored), global_x + 100)
+
+
+@pytest.mark.parametrize("bn_splits", [1, 2])
+def test_key_order_restored_in_the_trainer(bn_splits):
+    model = MoCoModel(_encoder(bn=False), queue_size=16, shuffle_bn=True, bn_splits=bn_splits)
+    images = _views(8)["key"]
+    keys = model._encode_keys(tf.constant(images)).numpy()
+    expected = tf.math.l2_normalize(model.key_encoder(images), axis=-1).numpy()
+    np.testing.assert_allclose(keys, expected, atol=1e-6)
+
+
+def test_multi_crop_clsa():
+    encoder = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Conv2D(8, 3), keras.layers.ReLU(),
+         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(16)]
+    )
+    rng = np.random.default_rng(0)
+    img = lambda s: rng.normal(size=(8, s, s, 3)).astype("float32")  # noqa: E731
+    x = {"query": (img(8), img(6)), "key": img(8), "strong": (img(8), img(6), img(6))}
+    model = MoCoModel(encoder, queue_size=8, clsa=True, seed=0)
+    terms, _ = model.compute_losses(x["query"], x["key"], x["strong"])
+    single, _ = model.compute_losses(x["query"][:1], x["key"], x["strong"][:1])
+    # 2 contrastive terms and 2 x 3 DDM terms, each about log(K + 1) at initialisation.
+    assert terms["contrastive_loss"] > 1.5 * single["contrastive_loss"]
+    assert terms["ddm_loss"] > 4.5 * single["ddm_loss"]
+    model.compile(optimizer="sgd")
+    ds = tf.data.Dataset.from_tensors(x)
+    history = model.fit(ds, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
+def test_keras_round_trip_keeps_queue_and_momentum_weights(tmp_path):
+    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, clsa=True, mixco=True)
+    model.compile(optimizer="adam")
+    model.fit(_dataset(_views(8)), epochs=1, verbose=0)
+    images = _views(4)["query"]
+    restored = harness.assert_keras_round_trip(model, images, tmp_path)
+    for a, b in zip(model.key_encoder.weights + model.queue.weights,
+                    restored.key_encoder.weights + restored.queue.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(restored.queue.pointer.numpy()) == 8
+    assert restored.key_encoder.trainable_weights == []
+    harness.assert_config_round_trip(model)
+
+
+def test_save_weights_round_trip(tmp_path):
+    model = MoCoModel(_encoder(), queue_size=16, seed=1)
+    model.compile(optimizer="adam")
+    model.fit(_dataset(_views(8)), epochs=1, verbose=0)
+    path = str(tmp_path / "moco.weights.h5")
+    model.save_weights(path)
+    other = MoCoModel(_encoder(), queue_size=16, seed=2)
+    other.load_weights(path)
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="temperature=0"):
+        MoCoModel(_encoder(), queue_size=8, temperature=0)
+    with pytest.raises(ValueError, match="bn_splits=0"):
+        MoCoModel(_encoder(), queue_size=8, bn_splits=0)
+    with pytest.raises(ValueError, match="dim=3"):
+        MoCoModel(_encoder(), queue_size=8, dim=3)
+    views = _views(8)
+    model = MoCoModel(_encoder(), queue_size=16, clsa=True)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="needs strong views"):
+        model.fit(_dataset({"query": views["query"], "key": views["key"]}), verbose=0)
+    with pytest.raises(ValueError, match="expects batches"):
+        model.fit(_dataset({"query": views["query"]}), verbose=0)
+    model = MoCoModel(_encoder(), queue_size=16)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="size=16, global batch=6"):
+        model.fit(_dataset(views, batch=6), verbose=0)
+    model = MoCoModel(_encoder(), queue_size=14, mixco=True)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="even batch size"):
+        model.fit(_dataset(views, batch=7), verbose=0)
