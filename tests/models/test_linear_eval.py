@@ -1,0 +1,64 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_contrast.models.linear_eval import LinearClassifier, linear_evaluation
+from keras_contrast.models.resnet import ResNet
+from tests import harness
+
+
+def _separable(n=48, seed=0):
+    """Two classes told apart by brightness: a random encoder keeps that linear."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype("int32")
+    x = rng.uniform(0, 100, (n, 8, 8, 3)) + 150 * y[:, None, None, None]
+    return x.astype("float32"), y
+
+
+def _encoder():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x)
+
+
+def test_linear_evaluation_freezes_encoder_and_learns():
+    encoder = _encoder()
+    bn = encoder.layers[3]
+    bn.moving_variance.assign(np.full(4, 0.01, "float32"))  # a "pretrained" state
+    before = [w.numpy().copy() for w in encoder.weights]
+    x, y = _separable()
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    x_eval, y_eval = _separable(seed=1)
+    evaluation = tf.data.Dataset.from_tensor_slices((x_eval, y_eval)).batch(16)
+    accuracy, classifier = linear_evaluation(
+        encoder, train, evaluation, num_classes=2, epochs=30,
+        optimizer=keras.optimizers.Adam(0.05),
+    )
+    assert accuracy >= 0.9
+    assert isinstance(classifier, LinearClassifier)
+    # Frozen encoder, BatchNorm in inference mode: nothing moved, moving statistics included.
+    for b, w in zip(before, encoder.weights):
+        np.testing.assert_array_equal(b, w.numpy())
+    logits = classifier.predict(x_eval, verbose=0)
+    assert accuracy == pytest.approx(np.mean(np.argmax(logits, -1) == y_eval))
+
+
+def test_round_trips(tmp_path):
+    model = LinearClassifier(ResNet(18, 4, (8, 8, 3)), num_classes=3)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    assert model(x).shape == (2, 3)
+    assert model.embed(x).shape == (2, 32)
+    harness.assert_config_round_trip(model)
+    restored = harness.assert_keras_round_trip(model, x, tmp_path, atol=1e-5)
+    assert not restored.encoder.trainable
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes=1"):
+        LinearClassifier(_encoder(), num_classes=1)
+    with pytest.raises(ValueError, match="epochs=0"):
+        linear_evaluation(_encoder(), None, None, num_classes=2, epochs=0)
