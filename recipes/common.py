@@ -462,6 +462,7 @@ def run_moco_recipe(config, *, clsa=False, mixco=False, base="moco", crops="sing
         "dataset": config.dataset,
         "epochs": config.epochs,
         "steps_per_epoch": steps,
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "linear_eval_accuracy": accuracy,
         "export_dir": export_dir,
     }

@@ -85,6 +85,7 @@ def main(argv):
         "dataset": config.dataset,
         "epochs": config.epochs,
         "steps_per_epoch": steps,
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "linear_eval_accuracy": accuracy,
         "export_dir": export_dir,
         "encoder_path": encoder_path,
