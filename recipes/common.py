@@ -387,7 +387,7 @@ def moco_view_fn(size, seed, clsa=False, crops="single"):
         out = {"query": query(images, training=True), "key": key(images, training=True)}
         if strong:
             crops_out = [pipeline(images, training=True) for pipeline in strong]
-            out["strong"] = crops_out[0] if len(crops_out) == 1 else crops_out
+            out["strong"] = crops_out[0] if len(crops_out) == 1 else tuple(crops_out)
         return out
 
     return views
