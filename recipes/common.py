@@ -202,7 +202,11 @@ def load_splits(config):
         path = name[len("folder:"):]
         kwargs = dict(validation_per_class=config.validation_per_class,
                       image_size=config.image_size)
-        train, info = kc.data.folder_source(path, "train", **kwargs)
+        # Folders list files class by class: shuffle the file list itself, or a bounded
+        # shuffle buffer would see only a few classes at a time.
+        train, info = kc.data.folder_source(
+            path, "train", shuffle_files=True, seed=config.seed, **kwargs
+        )
         validation, _ = kc.data.folder_source(path, "validation", **kwargs)
     else:
         train, info = kc.data.load(name, "train", data_dir=config.data_dir)
