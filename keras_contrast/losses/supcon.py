@@ -1,5 +1,7 @@
 """Supervised contrastive loss (SupCon), and SimCLR's NT-Xent when no labels are given."""
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -17,7 +19,7 @@ _MASKED_LOGIT = -1e9
 
 def _validate_hyperparameters(
     temperature, base_temperature, contrast_mode, summation_location, denominator_mode,
-    positives_cap,
+    positives_cap, chunk_size=None,
 ):
     if not temperature > 0:
         raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
@@ -47,6 +49,12 @@ def _validate_hyperparameters(
         raise ValueError(
             "`positives_cap` must be None or an int >= 0. "
             f"Received: positives_cap={positives_cap!r}"
+        )
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(
+            f"`chunk_size` must be None or an int >= 1. Received: chunk_size={chunk_size!r}"
         )
 
 
@@ -116,6 +124,7 @@ def supcon_loss(
     positives_cap=None,
     normalize=False,
     gather_across_replicas=True,
+    chunk_size=None,
 ):
     r"""Supervised contrastive loss per sample (SupCon; SimCLR's NT-Xent without labels).
 
@@ -167,6 +176,12 @@ def supcon_loss(
         normalize: L2-normalise the features first. Defaults to `False`.
         gather_across_replicas: contrast against the global batch inside a `tf.distribute`
             replica context. Defaults to `True`.
+        chunk_size: `None` computes the `[anchors, views * global batch]` logits at once.
+            An int >= 1 computes them for blocks of `chunk_size` local samples and, for the
+            gradient, recomputes each block (a `tf.custom_gradient`), so memory grows as
+            `chunk_size * anchor views * views * global batch` instead of with the batch
+            squared; results agree with `None` to float32 round-off, for every option and
+            under `tf.distribute`. Costs one extra forward pass. Defaults to `None`.
 
     Returns:
         float32 tensor `[batch]`, the loss of each local sample.
@@ -184,7 +199,7 @@ def supcon_loss(
     """
     _validate_hyperparameters(
         temperature, base_temperature, contrast_mode, summation_location, denominator_mode,
-        positives_cap,
+        positives_cap, chunk_size,
     )
     features = tf.convert_to_tensor(features)
     labels = None if labels is None else tf.convert_to_tensor(labels)
@@ -216,13 +231,47 @@ def supcon_loss(
         same_class = _same_class(labels, gathered[1], batch_size)
 
     num_anchor_views = num_views if contrast_mode == "all" else 1
-    # Anchors and contrast set, grouped by view: rows (view, sample).
-    anchors = tf.reshape(
-        tf.transpose(features[:, :num_anchor_views], [1, 0, 2]),
-        [num_anchor_views * batch_size, -1],
-    )
+    # The contrast set grouped by view: rows (view, global sample).
     contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]), [num_views * global_batch, -1])
-    logits = tf.matmul(anchors, contrast, transpose_b=True) / temperature
+    anchor_losses = functools.partial(
+        _anchor_losses,
+        num_views=num_views,
+        temperature=temperature,
+        summation_location=summation_location,
+        denominator_mode=denominator_mode,
+        positives_cap=positives_cap,
+    )
+    anchor_features = features[:, :num_anchor_views]
+    if chunk_size is None:
+        anchor_loss = anchor_losses(anchor_features, contrast, same_class, self_sample)
+    else:
+        anchor_loss = _chunked_anchor_losses(
+            anchor_losses, chunk_size, anchor_features, contrast, same_class, self_sample
+        )
+    scale = 1.0 if base_temperature is None else temperature / base_temperature
+    return scale * anchor_loss
+
+
+def _anchor_losses(
+    anchor_features, contrast, same_class, self_sample, num_views, temperature,
+    summation_location, denominator_mode, positives_cap,
+):
+    """Unscaled per-sample loss `[batch]` of a block of local samples.
+
+    Args:
+        anchor_features: `[batch, anchor views, dim]`, the block's anchor views.
+        contrast: `[views * global batch, dim]`, every view of the global batch, view-major.
+        same_class: bool `[batch, global batch]`, the block's rows of the class mask.
+        self_sample: bool `[batch, global batch]`, True at each sample's own column.
+    """
+    batch_size = tf.shape(anchor_features)[0]
+    num_anchor_views = anchor_features.shape[1]
+    global_batch = tf.shape(same_class)[1]
+    # Anchors grouped by view, rows (view, sample); 1/T folded into the [rows, dim] side.
+    anchors = tf.transpose(anchor_features, [1, 0, 2]) / temperature
+    logits = tf.matmul(
+        tf.reshape(anchors, [num_anchor_views * batch_size, -1]), contrast, transpose_b=True
+    )
     # [anchor view, sample, contrast view, global sample]: the masks broadcast against this.
     logits = tf.reshape(logits, [num_anchor_views, batch_size, num_views, global_batch])
 
@@ -234,11 +283,29 @@ def supcon_loss(
     if positives_cap is not None:
         same_class = _cap_positives(same_class, self_sample, num_views, positives_cap)
     positives = tf.logical_and(same_class[None, :, None, :], tf.logical_not(is_self))
-    num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=[2, 3])
+    # Positives are every view of the same-class samples except the anchor itself, so their
+    # count and their logits' sum come from [batch, global batch] products, not [rows, N]
+    # masked sums: sum_p z_a . z_p = z_a . (same_class @ sum_views(z) - z_a).
+    same_class_float = tf.cast(same_class, tf.float32)
+    self_positive = tf.cast(
+        tf.reduce_any(tf.logical_and(same_class, self_sample), axis=1), tf.float32
+    )
+    num_positives = num_views * tf.reduce_sum(same_class_float, axis=1) - self_positive
+    num_positives = tf.broadcast_to(num_positives, [num_anchor_views, batch_size])
     axes = [2, 3]
 
     def masked_logsumexp(mask):
         return tf.reduce_logsumexp(tf.where(mask, logits, _MASKED_LOGIT), axis=axes)
+
+    anchor_features_by_view = tf.transpose(anchor_features, [1, 0, 2])
+
+    def positive_logits_sum():
+        summed_views = tf.reduce_sum(
+            tf.reshape(contrast, [num_views, global_batch, -1]), axis=0
+        )
+        positives_sum = tf.matmul(same_class_float, summed_views)[None]
+        positives_sum -= self_positive[None, :, None] * anchor_features_by_view
+        return tf.reduce_sum(anchors * positives_sum, axis=-1)
 
     valid = num_positives > 0
     if denominator_mode == "one_positive":
@@ -261,8 +328,9 @@ def supcon_loss(
             valid = tf.logical_and(valid, tf.reduce_any(denominator_mask, axis=axes))
         log_denominator = masked_logsumexp(denominator_mask)
         if summation_location == "outside":
-            positive_logits = tf.reduce_sum(tf.where(positives, logits, 0.0), axis=axes)
-            mean_log_prob = positive_logits / tf.maximum(num_positives, 1.0) - log_denominator
+            mean_log_prob = (
+                positive_logits_sum() / tf.maximum(num_positives, 1.0) - log_denominator
+            )
         else:
             mean_log_prob = (
                 masked_logsumexp(positives)
@@ -270,9 +338,86 @@ def supcon_loss(
                 - log_denominator
             )
 
-    scale = 1.0 if base_temperature is None else temperature / base_temperature
-    anchor_loss = tf.where(valid, -scale * mean_log_prob, 0.0)
+    anchor_loss = tf.where(valid, -mean_log_prob, 0.0)
     return tf.reduce_mean(anchor_loss, axis=0)
+
+
+def _chunked_anchor_losses(
+    anchor_losses, chunk_size, anchor_features, contrast, same_class, self_sample
+):
+    """`anchor_losses` over blocks of `chunk_size` local samples, recomputed for the gradient.
+
+    The forward pass keeps only the `[batch]` losses; the backward pass recomputes each
+    block's `[chunk * anchor views, views * global batch]` logits to take its gradient, so
+    peak memory is O(chunk_size * views * global batch) instead of O(batch * ...). The batch
+    is padded to a multiple of `chunk_size` with rows whose masks are all False (their loss
+    and gradient are 0), so every block has a static shape (XLA-friendly).
+    """
+
+    @tf.custom_gradient
+    def chunked(anchor_features, contrast, same_class, self_sample):
+        batch_size = tf.shape(anchor_features)[0]
+        num_chunks = (batch_size + chunk_size - 1) // chunk_size
+        padding = num_chunks * chunk_size - batch_size
+
+        def blocks(tensor):
+            tensor = tf.pad(tensor, [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
+            shape = tf.concat([[num_chunks, chunk_size], tf.shape(tensor)[1:]], 0)
+            return tf.reshape(tensor, shape)
+
+        anchor_blocks = blocks(anchor_features)
+        same_blocks = blocks(same_class)
+        self_blocks = blocks(self_sample)
+
+        def forward(i, losses):
+            return i + 1, losses.write(
+                i, anchor_losses(anchor_blocks[i], contrast, same_blocks[i], self_blocks[i])
+            )
+
+        _, losses = tf.while_loop(
+            lambda i, _: i < num_chunks,
+            forward,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=num_chunks, element_shape=[chunk_size]),
+            ),
+            parallel_iterations=1,
+        )
+        loss = tf.reshape(losses.stack(), [-1])[:batch_size]
+
+        def grad(upstream):
+            upstream_blocks = blocks(upstream)
+
+            def backward(i, contrast_grad, anchor_grads):
+                block = anchor_blocks[i]
+                with tf.GradientTape() as tape:
+                    tape.watch([block, contrast])
+                    block_loss = anchor_losses(block, contrast, same_blocks[i], self_blocks[i])
+                block_grad, block_contrast_grad = tape.gradient(
+                    block_loss, [block, contrast], output_gradients=upstream_blocks[i]
+                )
+                return i + 1, contrast_grad + block_contrast_grad, anchor_grads.write(i, block_grad)
+
+            _, contrast_grad, anchor_grads = tf.while_loop(
+                lambda i, *_: i < num_chunks,
+                backward,
+                (
+                    tf.constant(0),
+                    tf.zeros_like(contrast),
+                    tf.TensorArray(
+                        tf.float32, size=num_chunks, element_shape=anchor_blocks.shape[1:]
+                    ),
+                ),
+                parallel_iterations=1,
+            )
+            anchor_grad = tf.reshape(
+                anchor_grads.stack(), tf.concat([[-1], tf.shape(anchor_features)[1:]], 0)
+            )[:batch_size]
+            return anchor_grad, contrast_grad, None, None
+
+        return loss, grad
+
+    return chunked(anchor_features, contrast, same_class, self_sample)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrast")
@@ -305,6 +450,9 @@ class SupConLoss(keras.losses.Loss):
         normalize: L2-normalise the features inside the loss. Defaults to `False`.
         gather_across_replicas: use the global batch as contrast set under a strategy.
             Defaults to `True`.
+        chunk_size: `None`, or compute the logits in blocks of this many samples and
+            recompute them for the gradient, to bound memory at large batches. Defaults to
+            `None`.
         reduction: as for any Keras loss. Defaults to `"sum_over_batch_size"`.
         name: Defaults to `"supcon_loss"`.
 
@@ -329,13 +477,14 @@ class SupConLoss(keras.losses.Loss):
         positives_cap=None,
         normalize=False,
         gather_across_replicas=True,
+        chunk_size=None,
         reduction="sum_over_batch_size",
         name="supcon_loss",
         dtype=None,
     ):
         _validate_hyperparameters(
             temperature, base_temperature, contrast_mode, summation_location, denominator_mode,
-            positives_cap,
+            positives_cap, chunk_size,
         )
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = temperature
@@ -346,6 +495,7 @@ class SupConLoss(keras.losses.Loss):
         self.positives_cap = positives_cap
         self.normalize = normalize
         self.gather_across_replicas = gather_across_replicas
+        self.chunk_size = chunk_size
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if y_true is None:
@@ -367,6 +517,7 @@ class SupConLoss(keras.losses.Loss):
             positives_cap=self.positives_cap,
             normalize=self.normalize,
             gather_across_replicas=self.gather_across_replicas,
+            chunk_size=self.chunk_size,
         )
 
     def get_config(self):
@@ -381,6 +532,7 @@ class SupConLoss(keras.losses.Loss):
                 "positives_cap": self.positives_cap,
                 "normalize": self.normalize,
                 "gather_across_replicas": self.gather_across_replicas,
+                "chunk_size": self.chunk_size,
             }
         )
         return config
