@@ -8,6 +8,14 @@ from keras_contrast.losses.supcon import SupConLoss
 from keras_contrast.models.heads import ProjectionHead
 
 
+def _merge_views(views):
+    """[batch, views, H, W, C] -> [batch * views, H, W, C]; H and W may be unknown."""
+    shape = tf.shape(views)
+    flat = tf.reshape(views, tf.concat([[-1], shape[2:]], axis=0))
+    flat.set_shape([None] + list(views.shape[2:]))
+    return flat
+
+
 def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -168,7 +176,7 @@ class SupConModel(keras.Model):
     def call(self, inputs, training=False):
         if len(inputs.shape) == 5:
             # Views [batch, num_views, ...] are encoded as [batch * num_views, ...].
-            inputs = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+            inputs = _merge_views(inputs)
         features = self.encoder(inputs, training=training)
         outputs = {
             "embeddings": features,
@@ -196,7 +204,7 @@ class SupConModel(keras.Model):
     def _forward(self, views, labels, training):
         shape = ops.shape(views)
         batch, num_views = shape[0], shape[1]
-        flat = ops.reshape(views, (-1,) + tuple(views.shape[2:]))
+        flat = _merge_views(views)
         features = self.encoder(flat, training=training)
         projections = self.head(features, training=training)
         projections = ops.reshape(projections, (batch, num_views, projections.shape[-1]))

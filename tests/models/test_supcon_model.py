@@ -19,12 +19,15 @@ def _views(batch=8, views=2, seed=0):
     return x, y
 
 
-def _tiny_encoder():
-    # No BatchNorm: per-replica batch statistics would make MirroredStrategy differ from one
-    # device for reasons unrelated to the loss scaling under test.
-    inputs = keras.Input((SIZE, SIZE, 3))
+def _tiny_encoder(batch_norm=False, size=SIZE):
+    # No BatchNorm by default: per-replica batch statistics would make MirroredStrategy differ
+    # from one device for reasons unrelated to the loss scaling under test.
+    inputs = keras.Input((size, size, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, use_bias=not batch_norm)(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(6)(x))
 
@@ -41,7 +44,7 @@ def _model(encoder=None, num_classes=3, **kwargs):
 
 def test_fit_one_step_supcon_and_simclr_changes_weights():
     x, y = _views()
-    model = _model()
+    model = _model(encoder=_tiny_encoder(batch_norm=True))
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
     assert set(history) == {"loss", "contrastive_loss", "classifier_loss", "classifier_accuracy"}
@@ -124,7 +127,7 @@ def mixed_policy(request):
 
 def test_mixed_precision_step(mixed_policy):
     x, y = _views()
-    model = _model()
+    model = _model(encoder=_tiny_encoder(batch_norm=True))
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     if mixed_policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -132,6 +135,7 @@ def test_mixed_precision_step(mixed_policy):
     assert np.isfinite(history["loss"][0])
     out = model(x[:, 0])
     assert out["embeddings"].dtype == mixed_policy.split("_")[1]
+    assert model.encoder.layers[2].kernel.dtype == "float32"  # float32 variables
     assert out["projections"].dtype == "float32"
     np.testing.assert_allclose(np.linalg.norm(out["projections"], axis=-1), 1.0, atol=1e-3)
 
@@ -171,3 +175,23 @@ def test_bad_inputs():
     x, y = _views()
     with pytest.raises(ValueError, match=r"num_views"):
         model.fit(x[:, 0], y, batch_size=8, verbose=0)
+
+
+@pytest.mark.slow
+def test_resnet_fit_with_unknown_image_size_and_uint8_views():
+    x, y = _views()
+
+    def gen():
+        yield x.astype("uint8"), y
+
+    dataset = tf.data.Dataset.from_generator(
+        gen,
+        output_signature=(
+            tf.TensorSpec([None, 2, None, None, 3], tf.uint8),
+            tf.TensorSpec([None], tf.int32),
+        ),
+    )
+    model = SupConModel(ResNet(18, 4), ProjectionHead(8), num_classes=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(dataset, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
