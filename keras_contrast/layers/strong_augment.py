@@ -90,9 +90,10 @@ class StrongAugment(BaseImagePreprocessingLayer):
 
     Works eagerly, in `tf.data.Dataset.map` (batched or not) and inside a
     model (CPU or GPU). It uses data-dependent shapes (`dynamic_partition`),
-    so it does not compile with XLA (`jit_compile=True`; `supports_jit` is
-    False); run it in `tf.data` or in a non-jitted model. Images must have 1
-    or 3 channels.
+    so it does not compile with XLA (`supports_jit` is False); run it in
+    `tf.data` or in a non-jitted model. Blends are float32 `d + f * (x - d)`
+    as separate kernels, truncated, which reproduces Pillow bit for bit.
+    Images must have 1 or 3 channels.
 
     Args:
         num_ops: number of ops drawn per image. Defaults to `5`.
@@ -400,18 +401,12 @@ def _gray(images_int32):
 
 
 def _blend(degenerate, images, factors):
-    """PIL `Image.blend(degenerate, image, f)`: `floor(d + f * (x - d))`.
-
-    Computed exactly in 16-bit fixed point, `d + ((x - d) * F >> 16)` with
-    `F = round(f * 2**16)`, so CPU, GPU and XLA give the same pixels (PIL's
-    float32 maths differs only where `f * (x - d)` lies within `255 / 2**16`
-    of an integer).
-    """
-    fixed = tf.cast(tf.round(factors * 65536.0), tf.int32)
-    fixed = tf.reshape(fixed, [-1, 1, 1, 1])
-    d = tf.cast(degenerate, tf.int32)
-    out = d + tf.bitwise.right_shift((tf.cast(images, tf.int32) - d) * fixed, 16)
-    return tf.cast(tf.clip_by_value(out, 0, 255), tf.uint8)
+    """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`."""
+    f = tf.reshape(factors, [-1, 1, 1, 1])
+    d = tf.cast(degenerate, tf.float32)
+    out = d + f * (tf.cast(images, tf.float32) - d)
+    out = tf.clip_by_value(out, 0.0, 255.0)
+    return tf.cast(tf.cast(out, tf.int32), tf.uint8)
 
 
 def auto_contrast(images):
@@ -448,7 +443,7 @@ def sharpness(images, factors):
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
     sums = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
-    smooth = (tf.cast(sums, tf.int32) + 6) // 13  # Rounded; sums are exact.
+    smooth = tf.floor((sums + 6.0) / 13.0)  # Rounded; sums are exact integers.
     smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
     shape = tf.shape(x)
     interior = tf.pad(
@@ -456,7 +451,7 @@ def sharpness(images, factors):
         [[0, 0], [1, 1], [1, 1], [0, 0]],
         constant_values=False,
     )
-    degenerate = tf.where(interior, smooth, tf.cast(images, tf.int32))
+    degenerate = tf.where(interior, smooth, x)
     return _blend(degenerate, images, factors)
 
 
