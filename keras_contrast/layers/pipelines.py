@@ -1,0 +1,75 @@
+"""View pipelines of the papers: SimCLR/MoCo-v2 weak view and CLSA strong view."""
+
+import keras
+
+from keras_contrast.layers.random_apply import RandomApply
+from keras_contrast.layers.random_gaussian_blur import PerImageGaussianBlur
+from keras_contrast.layers.random_resized_crop import RandomResizedCrop
+from keras_contrast.layers.strong_augment import StrongAugment
+
+# CLSA multi-crop (ImageNet scale): strong-crop sizes and their area scales.
+CLSA_CROPS = (
+    (224, (0.2, 1.0)),
+    (192, (0.172, 0.86)),
+    (160, (0.143, 0.715)),
+    (128, (0.114, 0.571)),
+    (96, (0.086, 0.429)),
+)
+
+
+def _seed(seed, offset):
+    return None if seed is None else seed + offset
+
+
+def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=None):
+    """MoCo-v2 / SimCLR weak view as a `keras.Sequential`.
+
+    RandomResizedCrop(`size`, `scale`), color jitter (0.4, 0.4, 0.4, 0.1)
+    with p=0.8, grayscale p=0.2, Gaussian blur sigma in [0.1, 2] p=0.5,
+    horizontal flip. Color jitter is keras' `RandomColorJitter` with factors
+    mapped to torchvision's ranges (contrast [0.6, 1.4], saturation
+    [0.6, 1.4], hue +-0.1); keras' brightness is additive (+-0.4 of the
+    range) where torchvision multiplies. Output: float, in `value_range`.
+
+    Args:
+        size: output side (int).
+        scale: RandomResizedCrop area scale. Defaults to `(0.2, 1.0)`.
+        value_range: input/output value range. Defaults to `(0, 255)`.
+        blur: include the blur (SimCLR drops it on CIFAR). Defaults to True.
+        seed: base seed; each random layer gets `seed + i`. Defaults to None.
+    """
+    layers = [
+        RandomResizedCrop(size, size, scale=scale, seed=_seed(seed, 0)),
+        RandomApply(
+            keras.layers.RandomColorJitter(
+                value_range=value_range,
+                brightness_factor=0.4,
+                contrast_factor=0.4,
+                saturation_factor=(0.375, 0.5833),
+                hue_factor=0.2,
+                seed=_seed(seed, 1),
+            ),
+            rate=0.8,
+            seed=_seed(seed, 2),
+        ),
+        keras.layers.RandomGrayscale(factor=0.2, seed=_seed(seed, 3)),
+    ]
+    if blur:
+        layers.append(PerImageGaussianBlur((0.1, 2.0), rate=0.5, seed=_seed(seed, 4)))
+    layers.append(keras.layers.RandomFlip("horizontal", seed=_seed(seed, 5)))
+    return keras.Sequential(layers)
+
+
+def clsa_strong_pipeline(
+    size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=None, **strong_kwargs
+):
+    """CLSA's strong view: the weak view followed by `StrongAugment`.
+
+    `strong_kwargs` go to `StrongAugment` (e.g. `num_ops`, `rate`). For the
+    multi-crop, build one per entry of `CLSA_CROPS`.
+    """
+    pipeline = weak_pipeline(size, scale, value_range, blur, seed)
+    pipeline.add(
+        StrongAugment(value_range=value_range, seed=_seed(seed, 6), **strong_kwargs)
+    )
+    return pipeline
