@@ -1,0 +1,273 @@
+"""StrongAugment: each op against a plain NumPy loop reference, statistics, plumbing."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_contrast.layers import StrongAugment
+from keras_contrast.layers.strong_augment import OP_NAMES
+from tests import harness
+
+H, W = 9, 11
+
+
+def _images(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, H, W, 3)).astype("uint8")
+    if n > 1:
+        x[1] = x[1] // 3 + 50  # Narrow range: AutoContrast/Equalize act.
+    return x
+
+
+# ------------------------------------------------------------- NumPy reference
+
+
+def _gray(p):
+    r, g, b = int(p[0]), int(p[1]), int(p[2])
+    return (r * 19595 + g * 38470 + b * 7471 + 32768) >> 16
+
+
+def _blend_px(d, x, f):
+    v = np.float32(d) + np.float32(f) * (np.float32(x) - np.float32(d))
+    return int(min(max(v, 0), 255))
+
+
+def ref_op(img, op, v, sign):
+    h, w, c = img.shape
+    out = img.copy()
+    f = 0.09 * v + 0.05
+    if op == "identity":
+        return out
+    if op == "auto_contrast":
+        for k in range(c):
+            lo, hi = int(img[..., k].min()), int(img[..., k].max())
+            for y in range(h):
+                for x in range(w):
+                    if hi > lo:
+                        out[y, x, k] = (int(img[y, x, k]) - lo) * 255 // (hi - lo)
+        return out
+    if op == "equalize":
+        for k in range(c):
+            hist = [0] * 256
+            for y in range(h):
+                for x in range(w):
+                    hist[img[y, x, k]] += 1
+            nz = [q for q in hist if q]
+            step = (sum(nz) - nz[-1]) // 255
+            lut = list(range(256))
+            if step:
+                n = step // 2
+                for i in range(256):
+                    lut[i] = min(255, n // step)
+                    n += hist[i]
+            for y in range(h):
+                for x in range(w):
+                    out[y, x, k] = lut[img[y, x, k]]
+        return out
+    if op in ("brightness", "color", "contrast", "sharpness"):
+        total = sum(_gray(img[y, x]) for y in range(h) for x in range(w))
+        mean = int(total / (h * w) + 0.5)
+        for y in range(h):
+            for x in range(w):
+                for k in range(c):
+                    if op == "brightness":
+                        d = 0
+                    elif op == "color":
+                        d = _gray(img[y, x])
+                    elif op == "contrast":
+                        d = mean
+                    elif 0 < y < h - 1 and 0 < x < w - 1:
+                        s = sum(
+                            int(img[y + dy, x + dx, k]) * (5 if dy == dx == 0 else 1)
+                            for dy in (-1, 0, 1)
+                            for dx in (-1, 0, 1)
+                        )
+                        d = (s + 6) // 13
+                    else:
+                        d = int(img[y, x, k])
+                    out[y, x, k] = _blend_px(d, img[y, x, k], f)
+        return out
+    if op == "posterize":
+        bits = int(0.4 * v) + 4
+        mask = (0xFF << (8 - bits)) & 0xFF
+        return (img & mask).astype("uint8")
+    if op == "solarize":
+        t = 256 - int(25.6 * v)
+        for y in range(h):
+            for x in range(w):
+                for k in range(c):
+                    if img[y, x, k] >= t:
+                        out[y, x, k] = 255 - img[y, x, k]
+        return out
+    # Geometric: PIL affine (output pixel centre -> input point), nearest, black.
+    if op == "rotate":
+        a_ = -math.radians(sign * 3 * v)
+        cx, cy = w / 2, h / 2
+        a, b, d_, e = math.cos(a_), math.sin(a_), -math.sin(a_), math.cos(a_)
+        m = (a, b, cx - a * cx - b * cy, d_, e, cy - d_ * cx - e * cy)
+    elif op == "shear_x":
+        m = (1, sign * 0.03 * v, 0, 0, 1, 0)
+    elif op == "shear_y":
+        m = (1, 0, 0, sign * 0.03 * v, 1, 0)
+    elif op == "translate_x":
+        m = (1, 0, int(sign * 0.03 * v * w), 0, 1, 0)
+    else:
+        m = (1, 0, 0, 0, 1, int(sign * 0.03 * v * h))
+    ambiguous = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            u = m[0] * (x + 0.5) + m[1] * (y + 0.5) + m[2]
+            t = m[3] * (x + 0.5) + m[4] * (y + 0.5) + m[5]
+            # float32 in TF vs float64 here: skip points on a pixel border.
+            ambiguous[y, x] = min(abs(u - round(u)), abs(t - round(t))) < 1e-4
+            xi, yi = math.floor(u), math.floor(t)
+            out[y, x] = img[yi, xi] if (0 <= xi < w and 0 <= yi < h) else 0
+    return out, ambiguous
+
+
+def _fixed(n, op, v, sign, apply=True):
+    return {
+        "op_indices": np.full((n, 1), OP_NAMES.index(op), "int32"),
+        "apply": np.full((n, 1), apply),
+        "magnitudes": np.full((n, 1), v, "int32"),
+        "signs": np.full((n, 1), sign, "float32"),
+    }
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_each_op_matches_numpy_reference(op):
+    images = _images()
+    layer = StrongAugment(num_ops=1)
+    for v, sign in ((1, 1.0), (5, -1.0), (9, 1.0)):
+        out = layer.transform_images(images, _fixed(len(images), op, v, sign))
+        out = np.asarray(out).astype("uint8")
+        for i, img in enumerate(images):
+            ref = ref_op(img, op, v, sign)
+            if isinstance(ref, tuple):
+                ref, skip = ref
+                assert skip.mean() < 0.05
+                np.testing.assert_array_equal(out[i][~skip], ref[~skip], err_msg=op)
+            else:
+                np.testing.assert_array_equal(out[i], ref, err_msg=f"{op} v={v}")
+
+
+def test_mixed_ops_per_image_and_not_applied():
+    images = _images(4)
+    names = ["solarize", "brightness", "translate_x", "equalize"]
+    t = {
+        "op_indices": np.array([[OP_NAMES.index(n)] for n in names], "int32"),
+        "apply": np.array([[True], [True], [True], [False]]),
+        "magnitudes": np.array([[3], [4], [6], [2]], "int32"),
+        "signs": np.array([[1.0], [1.0], [-1.0], [1.0]], "float32"),
+    }
+    out = np.asarray(StrongAugment(num_ops=1).transform_images(images, t))
+    for i, name in enumerate(names[:3]):
+        ref = ref_op(images[i], name, t["magnitudes"][i, 0], t["signs"][i, 0])
+        ref = ref[0] if isinstance(ref, tuple) else ref
+        np.testing.assert_array_equal(out[i], ref)
+    np.testing.assert_array_equal(out[3], images[3])
+
+
+def test_two_steps_compose():
+    images = _images(2)
+    t = {
+        "op_indices": np.array([[OP_NAMES.index("posterize"), OP_NAMES.index("solarize")]] * 2, "int32"),
+        "apply": np.ones((2, 2), bool),
+        "magnitudes": np.array([[2, 7]] * 2, "int32"),
+        "signs": np.ones((2, 2), "float32"),
+    }
+    out = np.asarray(StrongAugment(num_ops=2).transform_images(images, t))
+    for i in range(2):
+        ref = ref_op(ref_op(images[i], "posterize", 2, 1), "solarize", 7, 1)
+        np.testing.assert_array_equal(out[i], ref)
+
+
+def test_value_range_0_1_and_float_input():
+    images = _images(2)
+    t = _fixed(2, "solarize", 4, 1.0)
+    ref = np.asarray(StrongAugment(num_ops=1).transform_images(images, t))
+    out = StrongAugment(num_ops=1, value_range=(0, 1)).transform_images(
+        images.astype("float32") / 255.0, t
+    )
+    np.testing.assert_allclose(np.asarray(out) * 255.0, ref, atol=1e-3)
+    out255 = StrongAugment(num_ops=1).transform_images(images.astype("float32"), t)
+    np.testing.assert_array_equal(np.asarray(out255), ref)
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_random_draws_statistics():
+    layer = StrongAugment(seed=3)
+    t = layer.get_random_transformation(np.zeros((2000, 4, 4, 3), "uint8"))
+    ops = np.asarray(t["op_indices"])
+    assert ops.shape == (2000, 5)
+    # Per-image choice: many different ops within a batch at each step.
+    assert all(len(np.unique(ops[:, s])) == 14 for s in range(5))
+    counts = np.bincount(ops.ravel(), minlength=14) / ops.size
+    np.testing.assert_allclose(counts, 1 / 14, atol=0.015)
+    assert abs(np.asarray(t["apply"]).mean() - 0.5) < 0.02
+    mags = np.asarray(t["magnitudes"])
+    assert set(np.unique(mags)) == set(range(1, 10))
+    assert abs(np.asarray(t["signs"]).mean()) < 0.05
+
+
+def test_rate_zero_and_training_false_are_identity():
+    images = _images(2)
+    np.testing.assert_array_equal(StrongAugment(rate=0.0, seed=1)(images), images)
+    np.testing.assert_array_equal(StrongAugment(seed=1)(images, training=False), images)
+
+
+# ----------------------------------------------------------------- plumbing
+
+
+def test_eager_tf_data_and_model_agree():
+    images = _images(4)
+    eager = np.asarray(StrongAugment(seed=7)(images))
+    ds = tf.data.Dataset.from_tensors(images).map(StrongAugment(seed=7))
+    np.testing.assert_array_equal(next(iter(ds)), eager)
+    inputs = keras.Input((H, W, 3))
+    model = keras.Model(inputs, StrongAugment(seed=7)(inputs))
+    np.testing.assert_array_equal(model(images, training=True), eager)
+    assert not np.array_equal(eager, images)
+
+
+def test_unbatched_tf_data():
+    images = _images(1)
+    out = next(iter(tf.data.Dataset.from_tensors(images[0]).map(StrongAugment(seed=2))))
+    assert out.shape == (H, W, 3)
+    np.testing.assert_array_equal(out, StrongAugment(seed=2)(images[0]))
+
+
+def test_config_and_keras_round_trip(tmp_path):
+    layer = StrongAugment(num_ops=3, rate=0.7, value_range=(0, 1), seed=4)
+    harness.assert_config_round_trip(layer)
+    inputs = keras.Input((H, W, 3))
+    model = keras.Model(inputs, StrongAugment(seed=4)(inputs, training=False))
+    harness.assert_keras_round_trip(model, _images(2).astype("float32"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_ops": -1}, "num_ops"),
+        ({"rate": 1.5}, "rate"),
+        ({"rate": -0.1}, "rate"),
+        ({"magnitude_range": (3, 1)}, "magnitude_range"),
+        ({"value_range": (1, 0)}, "value_range"),
+        ({"shear_slope": -1}, "shear_slope"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StrongAugment(**kwargs)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="rank"):
+        StrongAugment(seed=0)(np.zeros((2, 2, 4, 4, 3), "uint8"))
+    with pytest.raises(ValueError, match="channels"):
+        StrongAugment(seed=0)(np.zeros((2, 4, 4, 4), "uint8"))
