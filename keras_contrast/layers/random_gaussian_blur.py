@@ -22,7 +22,8 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
         sigma_range: `(min, max)` sigma in pixels. Defaults to `(0.1, 2.0)`.
         rate: probability of blurring an image. Defaults to `0.5`.
         kernel_size: odd kernel size. Defaults to `None`:
-            `2 * ceil(3 * max_sigma) + 1`.
+            `2 * ceil(3 * max_sigma) + 1`; clamped so that the radius stays
+            below the image side (reflect padding).
         seed: integer seed. Defaults to `None`.
         **kwargs: base layer keyword arguments.
 
@@ -77,8 +78,11 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
         if not training or transformation is None:
             return images
         x = tf.cast(images, tf.float32)
-        size = self._size()
-        radius = size // 2
+        radius = self._size() // 2
+        # Reflect padding needs radius < side: clamp for tiny images.
+        sides = [d for d in images.shape[-3:-1] if d is not None]
+        if sides:
+            radius = max(0, min(radius, min(sides) - 1))
         sigmas = tf.cast(transformation["sigmas"], tf.float32)
         offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
         kernels = tf.exp(-0.5 * (offsets[None, :] / sigmas[:, None]) ** 2)
