@@ -230,6 +230,12 @@ def main():
     impls = ["naive", "supcon_loss", f"chunk_size={args.chunk_size}"]
     jits = [False, True] if args.jit else [False]
     results = {}
+
+    def median(values):
+        values = sorted(values)
+        n = len(values)
+        return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
     for round_index in range(args.rounds):
         for batch in args.batches:
             repeats = 3 if batch >= 4096 else (5 if batch >= 1024 else 10)
@@ -242,14 +248,8 @@ def main():
                     entry["times"] += r["times_ms"]
                     entry["peaks"].append(r["peak_mib"])
                     print(f"  {impl:>16} B={batch:<5} xla={int(jit)} "
-                          f"{sorted(r['times_ms'])[len(r['times_ms']) // 2]:9.1f} ms "
+                          f"{median(r['times_ms']):9.1f} ms "
                           f"{r['peak_mib']:8.1f} MiB ({r['method']})", file=sys.stderr)
-
-    def median(values):
-        values = sorted(values)
-        n = len(values)
-        return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-
     print("| batch x views | implementation | xla | time (ms, median) | peak MiB "
           "| time vs naive | peak vs naive |")
     print("|---:|---|:---:|---:|---:|---:|---:|")
@@ -273,7 +273,7 @@ def main():
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}. Date: "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
-        f"Command: `python bench/bench_supcon_loss.py {' '.join(sys.argv[1:])}`".rstrip()
+        f"Command: `{' '.join(['python', 'bench/bench_supcon_loss.py'] + sys.argv[1:])}`"
     )
 
 

@@ -242,7 +242,8 @@ def supcon_loss(
         positives_cap=positives_cap,
     )
     anchor_features = features[:, :num_anchor_views]
-    if chunk_size is None:
+    if chunk_size is None or (features.shape[0] is not None and features.shape[0] <= chunk_size):
+        # One block holds the whole (static) batch: no recomputation needed.
         anchor_loss = anchor_losses(anchor_features, contrast, same_class, self_sample)
     else:
         anchor_loss = _chunked_anchor_losses(
