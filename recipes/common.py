@@ -429,7 +429,7 @@ def run_moco_recipe(config, *, clsa=False, mixco=False, base="moco", crops="sing
         encoder = keras.Sequential(
             [backbone, kc.models.ProjectionHead(output_dim=128, normalize=False)]
         )
-        encoder.build((None, size, size, 3))
+        encoder.build((None, None, None, 3) if multi_size else (None, size, size, 3))
         if base == "simclr":
             model = kc.models.SimCLRMixCoModel(
                 encoder, temperature=config.temperature, mixco=mixco, seed=config.seed

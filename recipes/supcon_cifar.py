@@ -59,6 +59,7 @@ def main(argv):
             loss=kc.losses.SupConLoss(temperature=config.temperature),
             num_classes=info.num_classes if supervised else None,
         )
+        model.build((None, size, size, 3))
         model.compile(
             optimizer=common.build_optimizer(config, steps), jit_compile=config.jit_compile
         )
