@@ -283,7 +283,10 @@ def _anchor_losses(
     negatives = tf.logical_not(same_class)[None, :, None, :]
     if positives_cap is not None:
         same_class = _cap_positives(same_class, self_sample, num_views, positives_cap)
-    positives = tf.logical_and(same_class[None, :, None, :], tf.logical_not(is_self))
+
+    def positives():
+        return tf.logical_and(same_class[None, :, None, :], tf.logical_not(is_self))
+
     # Positives are every view of the same-class samples except the anchor itself, so their
     # count and their logits' sum come from [batch, global batch] products, not [rows, N]
     # masked sums: sum_p z_a . z_p = z_a . (same_class @ sum_views(z) - z_a).
@@ -315,15 +318,18 @@ def _anchor_losses(
             tf.stack([logits, tf.broadcast_to(log_negatives, tf.shape(logits))]), axis=0
         )
         if summation_location == "outside":
-            log_prob_pos = tf.reduce_sum(tf.where(positives, log_probs, 0.0), axis=axes)
+            log_prob_pos = tf.reduce_sum(tf.where(positives(), log_probs, 0.0), axis=axes)
             mean_log_prob = log_prob_pos / tf.maximum(num_positives, 1.0)
         else:
             mean_log_prob = tf.reduce_logsumexp(
-                tf.where(positives, log_probs, _MASKED_LOGIT), axis=axes
+                tf.where(positives(), log_probs, _MASKED_LOGIT), axis=axes
             ) - tf.math.log(tf.maximum(num_positives, 1.0))
     else:
-        if denominator_mode == "all":
-            denominator_mask = tf.logical_or(positives, negatives)
+        if denominator_mode == "all" and positives_cap is None:
+            # Every view but the anchor itself: positives and negatives cover the rest.
+            denominator_mask = tf.logical_not(is_self)
+        elif denominator_mode == "all":
+            denominator_mask = tf.logical_or(positives(), negatives)
         else:
             denominator_mask = tf.broadcast_to(negatives, tf.shape(logits))
             valid = tf.logical_and(valid, tf.reduce_any(denominator_mask, axis=axes))
@@ -334,7 +340,7 @@ def _anchor_losses(
             )
         else:
             mean_log_prob = (
-                masked_logsumexp(positives)
+                masked_logsumexp(positives())
                 - tf.math.log(tf.maximum(num_positives, 1.0))
                 - log_denominator
             )
