@@ -103,8 +103,12 @@ def test_cache_in_memory_and_on_disk(tmp_path):
     assert len(list(out)) == 12
     assert int(calls.numpy()) == 20  # Read once, served from the cache afterwards.
     prefix = str(tmp_path / "cache")
-    cached = data.build_pipeline(_toy(), batch_size=5, cache=prefix, shuffle_buffer=0)
-    assert _labels(cached) == _labels(data.build_pipeline(_toy(), batch_size=5, shuffle_buffer=0))
+    # deterministic=True: without it tf.data may reorder batches under load.
+    cached = data.build_pipeline(
+        _toy(), batch_size=5, cache=prefix, shuffle_buffer=0, deterministic=True
+    )
+    uncached = data.build_pipeline(_toy(), batch_size=5, shuffle_buffer=0, deterministic=True)
+    assert _labels(cached) == _labels(uncached)
     assert list(tmp_path.glob("cache*.index"))
 
 
