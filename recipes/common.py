@@ -45,7 +45,9 @@ flags.DEFINE_string(
     "resnet18",
     "resnet18|resnet34|resnet50 (CIFAR-style) or a keras.applications name (e.g. ResNet50).",
 )
-flags.DEFINE_integer("width", 64, "Width of the CIFAR ResNet's first stage (64 = standard).")
+flags.DEFINE_integer(
+    "width", 16, "CIFAR ResNet first-stage width (64 = the standard ResNet; 16 is CPU-sized)."
+)
 flags.DEFINE_integer("image_size", None, "Training image size; default: the dataset's.")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size (split across replicas).")
