@@ -105,12 +105,13 @@ def main(argv):
     input_shape = paired_shape(size, FLAGS.axis) if FLAGS.imclr else (size, size, 3)
     with strategy.scope():
         encoder = common.build_encoder(config, input_shape[0], input_shape)
-        classifier = keras.Sequential(
-            [encoder, keras.layers.Dense(info.num_classes, activation="softmax", dtype="float32")]
+        classifier = kc.models.LinearClassifier(
+            encoder, info.num_classes, freeze_encoder=False
         )
+        classifier.build((None, *input_shape))
         classifier.compile(
             optimizer=common.build_optimizer(config, steps),
-            loss=keras.losses.CategoricalCrossentropy(),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             jit_compile=config.jit_compile,
         )

@@ -13,9 +13,15 @@ class LinearClassifier(keras.Model):
     statistics and nothing in the encoder changes while the classifier trains. The model
     returns logits; train it with `SparseCategoricalCrossentropy(from_logits=True)`.
 
+    With `freeze_encoder=False` it is an ordinary supervised classifier instead (encoder +
+    linear layer, trained end to end, BatchNorm in training mode while fitting), e.g. for the
+    cross-entropy and ImCLR recipes; it exports the same way (embeddings and
+    probabilities).
+
     Args:
         encoder: a Keras model or layer mapping images to features `[batch, dim]`.
         num_classes: number of classes. Must be >= 2.
+        freeze_encoder: freeze the encoder (linear evaluation). Defaults to `True`.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -39,7 +45,7 @@ class LinearClassifier(keras.Model):
           https://arxiv.org/abs/2004.11362)
     """
 
-    def __init__(self, encoder, num_classes, **kwargs):
+    def __init__(self, encoder, num_classes, freeze_encoder=True, **kwargs):
         super().__init__(**kwargs)
         if not callable(encoder):
             raise ValueError(
@@ -49,9 +55,11 @@ class LinearClassifier(keras.Model):
             raise ValueError(
                 f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
             )
-        encoder.trainable = False
+        if freeze_encoder:
+            encoder.trainable = False
         self.encoder = encoder
         self.num_classes = num_classes
+        self.freeze_encoder = bool(freeze_encoder)
         self.classifier = keras.layers.Dense(
             num_classes, dtype=self.dtype_policy, name="linear_classifier"
         )
@@ -67,7 +75,10 @@ class LinearClassifier(keras.Model):
         return self.encoder(images, training=False)
 
     def call(self, inputs, training=False):
-        features = ops.stop_gradient(self.encoder(inputs, training=False))
+        if self.freeze_encoder:
+            features = ops.stop_gradient(self.encoder(inputs, training=False))
+        else:
+            features = self.encoder(inputs, training=training)
         return self.classifier(features)
 
     def get_config(self):
@@ -76,6 +87,7 @@ class LinearClassifier(keras.Model):
             {
                 "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "num_classes": self.num_classes,
+                "freeze_encoder": self.freeze_encoder,
             }
         )
         return config

@@ -62,3 +62,22 @@ def test_bad_arguments():
         LinearClassifier(_encoder(), num_classes=1)
     with pytest.raises(ValueError, match="epochs=0"):
         linear_evaluation(_encoder(), None, None, num_classes=2, epochs=0)
+
+
+def test_unfrozen_encoder_trains_end_to_end(tmp_path):
+    encoder = ResNet(18, 4, (8, 8, 3))
+    model = LinearClassifier(encoder, num_classes=3, freeze_encoder=False)
+    x = np.random.default_rng(1).uniform(0, 255, (8, 8, 8, 3)).astype("float32")
+    y = np.arange(8) % 3
+    before = [w.copy() for w in encoder.get_weights()]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert encoder.trainable
+    assert any(np.any(a != b) for a, b in zip(before, encoder.get_weights()))
+    clone = harness.assert_config_round_trip(model)
+    assert clone.freeze_encoder is False
+    restored = harness.assert_keras_round_trip(model, x, tmp_path, atol=1e-5)
+    assert restored.encoder.trainable
