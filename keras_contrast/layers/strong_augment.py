@@ -92,7 +92,8 @@ class StrongAugment(BaseImagePreprocessingLayer):
     model (CPU or GPU). It uses data-dependent shapes (`dynamic_partition`),
     so it does not compile with XLA (`supports_jit` is False); run it in
     `tf.data` or in a non-jitted model. Blends are float32 `d + f * (x - d)`
-    as separate kernels, truncated, which reproduces Pillow bit for bit.
+    as separate kernels, truncated, which reproduces Pillow bit for bit;
+    Solarize and Posterize stay on uint8 (xor / and masks).
     Images must have 1 or 3 channels.
 
     Args:
@@ -213,6 +214,8 @@ class StrongAugment(BaseImagePreprocessingLayer):
         self._shear_table = [shear_slope * v for v in vs]
         self._translate_table = [translate_slope * v for v in vs]
         self._threshold_table = [256 - int(solarize_slope * v) for v in vs]
+        # Blends with factors in [0, 1] stay within 0..255: no clipping pass.
+        self._enhance_clip = max(self._enhance_table) > 1.0
 
     # ------------------------------------------------------------------ random
 
@@ -288,21 +291,22 @@ class StrongAugment(BaseImagePreprocessingLayer):
         mags = tf.dynamic_partition(magnitudes, groups, n)
         g = _GROUPS.index
         enhance = tf.constant(self._enhance_table, tf.float32)
+        clip = self._enhance_clip
         outputs = [None] * n
         outputs[g("identity")] = parts[g("identity")]
         outputs[g("auto_contrast")] = auto_contrast(parts[g("auto_contrast")])
         outputs[g("equalize")] = equalize(parts[g("equalize")])
         outputs[g("brightness")] = brightness(
-            parts[g("brightness")], tf.gather(enhance, mags[g("brightness")])
+            parts[g("brightness")], tf.gather(enhance, mags[g("brightness")]), clip
         )
         outputs[g("color")] = color(
-            parts[g("color")], tf.gather(enhance, mags[g("color")])
+            parts[g("color")], tf.gather(enhance, mags[g("color")]), clip
         )
         outputs[g("contrast")] = contrast(
-            parts[g("contrast")], tf.gather(enhance, mags[g("contrast")])
+            parts[g("contrast")], tf.gather(enhance, mags[g("contrast")]), clip
         )
         outputs[g("sharpness")] = sharpness(
-            parts[g("sharpness")], tf.gather(enhance, mags[g("sharpness")])
+            parts[g("sharpness")], tf.gather(enhance, mags[g("sharpness")]), clip
         )
         outputs[g("posterize")] = posterize(
             parts[g("posterize")],
@@ -391,68 +395,91 @@ class StrongAugment(BaseImagePreprocessingLayer):
 # parameters `[n]`, and returns uint8 images of the same shape.
 
 
-def _gray(images_int32):
-    """PIL's `convert("L")`: (19595 R + 38470 G + 7471 B + 2**15) >> 16."""
-    if images_int32.shape[-1] == 1:
-        return images_int32
-    r, g, b = tf.unstack(images_int32, axis=-1)
-    gray = (r * 19595 + g * 38470 + b * 7471 + 0x8000) // 65536
-    return gray[..., None]
+_GRAY_WEIGHTS = (19595.0, 38470.0, 7471.0)
 
 
-def _blend(degenerate, images, factors):
-    """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`."""
+def _gray_float(images_float):
+    """PIL's `convert("L")` on float32 `[n, H, W, C]`: `[n, H, W, 1]` float32.
+
+    (19595 R + 38470 G + 7471 B + 2**15) >> 16, computed in float32: every
+    product and partial sum is an integer below 2**24, hence exact.
+    """
+    if images_float.shape[-1] == 1:
+        return images_float
+    r, g, b = (images_float[..., k : k + 1] for k in range(3))
+    total = r * _GRAY_WEIGHTS[0] + g * _GRAY_WEIGHTS[1] + b * _GRAY_WEIGHTS[2]
+    return tf.floor((total + 32768.0) * (1.0 / 65536.0))
+
+
+def _blend(degenerate, images, factors, clip=True):
+    """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`.
+
+    `degenerate` and `images` are float32 (integer values 0..255). With
+    `clip=False` (all factors in [0, 1]) the result already lies in 0..255.
+    """
     f = tf.reshape(factors, [-1, 1, 1, 1])
-    d = tf.cast(degenerate, tf.float32)
-    out = d + f * (tf.cast(images, tf.float32) - d)
-    out = tf.clip_by_value(out, 0.0, 255.0)
-    return tf.cast(tf.cast(out, tf.int32), tf.uint8)
+    out = degenerate + f * (images - degenerate)
+    if clip:
+        out = tf.clip_by_value(out, 0.0, 255.0)
+    return tf.cast(out, tf.uint8)  # Truncation, as PIL's float -> UINT8.
 
 
 def auto_contrast(images):
-    """`PIL.ImageOps.autocontrast`: per channel, `(x - lo) * 255 // (hi - lo)`."""
-    x = tf.cast(images, tf.int32)
-    lo = tf.reduce_min(x, axis=[1, 2], keepdims=True)
-    hi = tf.reduce_max(x, axis=[1, 2], keepdims=True)
-    span = tf.maximum(hi - lo, 1)
-    out = tf.where(hi > lo, (x - lo) * 255 // span, x)
+    """`PIL.ImageOps.autocontrast`: per channel, `(x - lo) * 255 // (hi - lo)`.
+
+    In float32: `(x - lo) * 255` is exact and a correctly rounded quotient of
+    integers below 2**16 never reaches the next integer, so `floor` is exact.
+    Flat channels map through `lo = 0, span = 255`, i.e. unchanged.
+    """
+    lo = tf.cast(tf.reduce_min(images, axis=[1, 2], keepdims=True), tf.float32)
+    hi = tf.cast(tf.reduce_max(images, axis=[1, 2], keepdims=True), tf.float32)
+    flat = hi <= lo
+    lo = tf.where(flat, 0.0, lo)
+    span = tf.where(flat, 255.0, hi - lo)
+    x = tf.cast(images, tf.float32)
+    return tf.cast(tf.floor((x - lo) * 255.0 / span), tf.uint8)
+
+
+def brightness(images, factors, clip=True):
+    # d = 0: `0 + f * (x - 0)` is `f * x` exactly.
+    f = tf.reshape(factors, [-1, 1, 1, 1])
+    out = f * tf.cast(images, tf.float32)
+    if clip:
+        out = tf.clip_by_value(out, 0.0, 255.0)
     return tf.cast(out, tf.uint8)
 
 
-def brightness(images, factors):
-    return _blend(tf.zeros_like(images[..., :1]), images, factors)
+def color(images, factors, clip=True):
+    x = tf.cast(images, tf.float32)
+    return _blend(_gray_float(x), x, factors, clip)
 
 
-def color(images, factors):
-    return _blend(_gray(tf.cast(images, tf.int32)), images, factors)
-
-
-def contrast(images, factors):
-    gray = _gray(tf.cast(images, tf.int32))
+def contrast(images, factors, clip=True):
+    x = tf.cast(images, tf.float32)
+    gray = tf.cast(_gray_float(x), tf.int32)
     pixels = tf.shape(gray)[1] * tf.shape(gray)[2]
     total = tf.reduce_sum(gray, axis=[1, 2, 3], keepdims=True)
     # int(mean + 0.5), exactly.
-    mean = (2 * total + pixels) // (2 * pixels)
-    return _blend(mean, images, factors)
+    mean = tf.cast((2 * total + pixels) // (2 * pixels), tf.float32)
+    return _blend(mean, x, factors, clip)
 
 
-def sharpness(images, factors):
-    """PIL `ImageEnhance.Sharpness`: blend with the 3x3 SMOOTH filter."""
+def sharpness(images, factors, clip=True):
+    """PIL `ImageEnhance.Sharpness`: blend with the 3x3 SMOOTH filter.
+
+    Border pixels keep their value (PIL copies them into the filtered image,
+    and `blend(x, x, f)` is `x`), so only the interior is blended. The 3x3
+    sum (centre weight 5) is separable box + 4 centre, in float32 (exact
+    integers); the filter output is rounded: `floor((sum + 6) / 13)`.
+    """
     x = tf.cast(images, tf.float32)
-    channels = images.shape[-1]
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
-    sums = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
-    smooth = tf.floor((sums + 6.0) / 13.0)  # Rounded; sums are exact integers.
-    smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    shape = tf.shape(x)
-    interior = tf.pad(
-        tf.ones([1, shape[1] - 2, shape[2] - 2, 1], tf.bool),
-        [[0, 0], [1, 1], [1, 1], [0, 0]],
-        constant_values=False,
-    )
-    degenerate = tf.where(interior, smooth, x)
-    return _blend(degenerate, images, factors)
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+    centre = x[:, 1:-1, 1:-1]
+    smooth = tf.floor((box + 4.0 * centre + 6.0) / 13.0)
+    inner = _blend(smooth, centre, factors, clip)
+    middle = tf.concat([images[:, 1:-1, :1], inner, images[:, 1:-1, -1:]], axis=2)
+    return tf.concat([images[:, :1], middle, images[:, -1:]], axis=1)
 
 
 def equalize(images):
@@ -486,8 +513,15 @@ def posterize(images, bits):
 
 
 def solarize(images, thresholds):
+    """Invert values `>= t`: `x ^ 255` where inverted, on uint8.
+
+    `thresholds` are int32 (any value: <= 0 inverts all, >= 256 none).
+    """
     t = tf.reshape(thresholds, [-1, 1, 1, 1])
-    return tf.where(tf.cast(images, tf.int32) >= t, 255 - images, images)
+    t_u8 = tf.cast(tf.clip_by_value(t, 0, 255), tf.uint8)
+    flip = tf.cast(tf.where(t > 255, 0, 255), tf.uint8)
+    mask = tf.cast(images >= t_u8, tf.uint8) * flip
+    return tf.bitwise.bitwise_xor(images, mask)
 
 
 def pil_affine_matrices(ops, degrees, shear, shift_x, shift_y, height, width):

@@ -271,3 +271,18 @@ def test_bad_inputs():
         StrongAugment(seed=0)(np.zeros((2, 2, 4, 4, 3), "uint8"))
     with pytest.raises(ValueError, match="channels"):
         StrongAugment(seed=0)(np.zeros((2, 4, 4, 4), "uint8"))
+
+
+def test_solarize_thresholds_outside_uint8_and_flat_auto_contrast():
+    from keras_contrast.layers import strong_augment as sa
+
+    images = _images(4)
+    images[2, ..., 1] = 77  # One flat channel: AutoContrast leaves it as is.
+    thresholds = np.array([-5, 0, 256, 300], "int32")
+    out = np.asarray(sa.solarize(tf.constant(images), tf.constant(thresholds)))
+    for i, t in enumerate(thresholds):
+        ref = np.where(images[i].astype(int) >= t, 255 - images[i], images[i])
+        np.testing.assert_array_equal(out[i], ref.astype("uint8"))
+    out = np.asarray(sa.auto_contrast(tf.constant(images)))
+    for i in range(len(images)):
+        np.testing.assert_array_equal(out[i], ref_op(images[i], "auto_contrast", 1, 1.0))
