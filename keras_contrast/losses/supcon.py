@@ -148,7 +148,7 @@ def supcon_loss(
     returned, and the gradient of the global loss flows back to every replica.
 
     The loss does **not** L2-normalise the features (pass `normalize=True`, or normalise in
-    the projection head as usual). It is computed in float32 whatever the input dtype, with
+    the projection head as usual). It is computed in float32 (float64 for float64 inputs), with
     a numerically stable (max-subtracted) log-sum-exp.
 
     Options from the TF reference, whose defaults reproduce L_out:
@@ -184,7 +184,8 @@ def supcon_loss(
             under `tf.distribute`. Costs one extra forward pass. Defaults to `None`.
 
     Returns:
-        float32 tensor `[batch]`, the loss of each local sample.
+        tensor `[batch]`, the loss of each local sample: float32, or float64 for float64
+        features.
 
     Example:
 
@@ -206,7 +207,8 @@ def supcon_loss(
     _validate_inputs(labels, features, contrast_mode)
 
     num_views = features.shape[1]
-    if features.dtype != tf.float32:
+    if features.dtype != tf.float64:
+        # float16 / bfloat16 (mixed precision) are promoted: the loss runs in float32.
         features = tf.cast(features, tf.float32)
     batch_size = tf.shape(features)[0]
     features = tf.reshape(features, [batch_size, num_views, -1])
@@ -290,9 +292,9 @@ def _anchor_losses(
     # Positives are every view of the same-class samples except the anchor itself, so their
     # count and their logits' sum come from [batch, global batch] products, not [rows, N]
     # masked sums: sum_p z_a . z_p = z_a . (same_class @ sum_views(z) - z_a).
-    same_class_float = tf.cast(same_class, tf.float32)
+    same_class_float = tf.cast(same_class, contrast.dtype)
     self_positive = tf.cast(
-        tf.reduce_any(tf.logical_and(same_class, self_sample), axis=1), tf.float32
+        tf.reduce_any(tf.logical_and(same_class, self_sample), axis=1), contrast.dtype
     )
     num_positives = num_views * tf.reduce_sum(same_class_float, axis=1) - self_positive
     num_positives = tf.broadcast_to(num_positives, [num_anchor_views, batch_size])
@@ -386,7 +388,7 @@ def _chunked_anchor_losses(
             forward,
             (
                 tf.constant(0),
-                tf.TensorArray(tf.float32, size=num_chunks, element_shape=[chunk_size]),
+                tf.TensorArray(contrast.dtype, size=num_chunks, element_shape=[chunk_size]),
             ),
             parallel_iterations=1,
         )
@@ -412,7 +414,7 @@ def _chunked_anchor_losses(
                     tf.constant(0),
                     tf.zeros_like(contrast),
                     tf.TensorArray(
-                        tf.float32, size=num_chunks, element_shape=anchor_blocks.shape[1:]
+                        contrast.dtype, size=num_chunks, element_shape=anchor_blocks.shape[1:]
                     ),
                 ),
                 parallel_iterations=1,
