@@ -89,7 +89,7 @@ def make_strategy(name="default", tpu_address=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
         tf.config.experimental_connect_to_cluster(resolver)
@@ -99,3 +99,30 @@ def make_strategy(name="default", tpu_address=None):
         "`strategy` must be one of 'default', 'mirrored', 'multi_worker', 'tpu'. "
         f"Received: strategy={name!r}"
     )
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` that Keras 3's `model.fit` can drive.
+
+    Two mismatches between Keras' TensorFlow trainer and `MultiWorkerMirroredStrategy.reduce`
+    make `fit` fail across workers; this subclass's `reduce` absorbs both:
+
+    - Keras reduces a whole `(x, y)` batch of per-replica values with one call before the
+      first step; the parent only takes a single value ("Attempt to convert a value
+      (PerReplica...)"). Each value of a structure is reduced separately here.
+    - Keras averages its scalar logs with `reduce("MEAN", value, axis=0)`; a scalar has no
+      axis 0. Scalars are averaged across replicas (`axis=None`), which is what the same
+      call computes under `MirroredStrategy`.
+
+    Configure it from `TF_CONFIG` exactly like the parent class.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent_reduce = super().reduce
+
+        def reduce_one(v):
+            local = getattr(v, "values", (v,))[0]
+            rank = getattr(getattr(local, "shape", None), "rank", None)
+            return parent_reduce(reduce_op, v, None if rank == 0 else axis)
+
+        return tf.nest.map_structure(reduce_one, value)

@@ -299,7 +299,11 @@ def callbacks(config, example_views):
     """
     log_dir = os.path.join(config.model_dir, "tensorboard")
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, "backup")),
+        # double_checkpoint: a kill while a backup is being written leaves the previous
+        # one to resume from.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(config.model_dir, "backup"), double_checkpoint=True
+        ),
         keras.callbacks.TensorBoard(log_dir=log_dir),
         ImageSummary(log_dir, example_views),
     ]

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -201,15 +202,24 @@ def test_kill_and_resume(tmp_path):
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=recipe_env()
     )
-    backup = run_dir / "model" / "backup"
+    # Kill as soon as epoch 2 starts: epoch 1 has ended and its backup has been written.
+    seen = []
+
+    def read_output():
+        for line in proc.stdout:
+            seen.append(line)
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if backup.exists() and any(backup.rglob("*")):
+        if any("Epoch 2/3" in line for line in seen):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    reader.join(timeout=10)
 
     resumed = subprocess.run(
         command, capture_output=True, text=True, timeout=420, env=recipe_env()
