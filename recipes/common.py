@@ -48,6 +48,10 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "width", 16, "CIFAR ResNet first-stage width (64 = the standard ResNet; 16 is CPU-sized)."
 )
+flags.DEFINE_bool(
+    "sync_bn", False, "BatchNorm statistics over the global batch of all replicas (CIFAR "
+    "ResNets); keeps the moving statistics identical across workers."
+)
 flags.DEFINE_integer("image_size", None, "Training image size; default: the dataset's.")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size (split across replicas).")
@@ -87,6 +91,7 @@ class RecipeConfig:
     model: str
     width: int
     image_size: int
+    sync_bn: bool
     epochs: int
     batch_size: int
     learning_rate: float
@@ -162,6 +167,7 @@ def config_from_flags(recipe):
         model=model,
         width=FLAGS.width,
         image_size=FLAGS.image_size,
+        sync_bn=FLAGS.sync_bn,
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
@@ -241,7 +247,10 @@ def build_encoder(config, size, image_shape=None):
     image_shape = image_shape or (size, size, 3)
     if config.model in CIFAR_RESNETS:
         return kc.models.ResNet(
-            depth=CIFAR_RESNETS[config.model], width=config.width, image_shape=image_shape
+            depth=CIFAR_RESNETS[config.model],
+            width=config.width,
+            image_shape=image_shape,
+            synchronized_batch_norm=config.sync_bn,
         )
     return kc.models.ApplicationBackbone(config.model, image_shape=image_shape)
 

@@ -9,7 +9,7 @@ _BLOCKS = {
 }
 
 
-def _conv_bn(x, filters, kernel_size, stride, name, activation=True):
+def _conv_bn(x, filters, kernel_size, stride, name, activation=True, synchronized=False):
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -19,31 +19,35 @@ def _conv_bn(x, filters, kernel_size, stride, name, activation=True):
         kernel_initializer="he_normal",
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=f"{name}_bn"
+    )(x)
     if activation:
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
 
 
-def _shortcut(x, filters, stride, name):
+def _shortcut(x, filters, stride, name, sync):
     if stride == 1 and x.shape[-1] == filters:
         return x
-    return _conv_bn(x, filters, 1, stride, f"{name}_shortcut", activation=False)
+    return _conv_bn(
+        x, filters, 1, stride, f"{name}_shortcut", activation=False, synchronized=sync
+    )
 
 
-def _basic_block(x, filters, stride, name):
-    shortcut = _shortcut(x, filters, stride, name)
-    y = _conv_bn(x, filters, 3, stride, f"{name}_1")
-    y = _conv_bn(y, filters, 3, 1, f"{name}_2", activation=False)
+def _basic_block(x, filters, stride, name, sync):
+    shortcut = _shortcut(x, filters, stride, name, sync)
+    y = _conv_bn(x, filters, 3, stride, f"{name}_1", synchronized=sync)
+    y = _conv_bn(y, filters, 3, 1, f"{name}_2", activation=False, synchronized=sync)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def _bottleneck_block(x, filters, stride, name):
-    shortcut = _shortcut(x, 4 * filters, stride, name)
-    y = _conv_bn(x, filters, 1, 1, f"{name}_1")
-    y = _conv_bn(y, filters, 3, stride, f"{name}_2")
-    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", activation=False)
+def _bottleneck_block(x, filters, stride, name, sync):
+    shortcut = _shortcut(x, 4 * filters, stride, name, sync)
+    y = _conv_bn(x, filters, 1, 1, f"{name}_1", synchronized=sync)
+    y = _conv_bn(y, filters, 3, stride, f"{name}_2", synchronized=sync)
+    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", activation=False, synchronized=sync)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
@@ -70,6 +74,10 @@ class ResNet(keras.Model):
         include_rescaling: multiply the inputs by 1/255 first, so the model takes images on a
             0-255 scale (what `keras_contrast.export` serves). Set `False` for inputs that are
             already in [0, 1]. Defaults to `True`.
+        synchronized_batch_norm: compute BatchNorm statistics over the global batch of all
+            replicas (`keras.layers.BatchNormalization(synchronized=True)`), as SimCLR's
+            global BN does; the moving statistics then stay identical on every replica and
+            worker. Defaults to `False` (per-replica statistics).
         name: the model name. Defaults to `"resnet{depth}"`.
         **kwargs: passed to `keras.Model` (e.g. `dtype`, `trainable`).
 
@@ -97,6 +105,7 @@ class ResNet(keras.Model):
         width=64,
         image_shape=(None, None, 3),
         include_rescaling=True,
+        synchronized_batch_norm=False,
         name=None,
         **kwargs,
     ):
@@ -119,12 +128,13 @@ class ResNet(keras.Model):
         x = inputs
         if include_rescaling:
             x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
-        x = _conv_bn(x, width, 3, 1, "stem")
+        sync = bool(synchronized_batch_norm)
+        x = _conv_bn(x, width, 3, 1, "stem", synchronized=sync)
         for stage, count in enumerate(repeats):
             filters = width * 2**stage
             for index in range(count):
                 stride = 2 if stage > 0 and index == 0 else 1
-                x = block(x, filters, stride, f"stage{stage + 1}_block{index + 1}")
+                x = block(x, filters, stride, f"stage{stage + 1}_block{index + 1}", sync)
         outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name or f"resnet{depth}", **kwargs)
 
@@ -132,6 +142,7 @@ class ResNet(keras.Model):
         self.width = width
         self.image_shape = image_shape
         self.include_rescaling = include_rescaling
+        self.synchronized_batch_norm = sync
 
     @property
     def feature_dim(self):
@@ -144,6 +155,7 @@ class ResNet(keras.Model):
             "width": self.width,
             "image_shape": self.image_shape,
             "include_rescaling": self.include_rescaling,
+            "synchronized_batch_norm": self.synchronized_batch_norm,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_contrast.models.backbones import ApplicationBackbone
 from keras_contrast.models.resnet import ResNet
@@ -101,3 +102,29 @@ def test_application_backbone(tmp_path):
     harness.assert_keras_round_trip(model, x, tmp_path, atol=1e-5)
     resnet50 = ApplicationBackbone("ResNet50", image_shape=(32, 32, 3))
     assert resnet50.feature_dim == 2048
+
+
+def test_synchronized_batch_norm_uses_the_global_batch():
+    """Under 2 replicas, synchronized BN moving statistics equal one device's on the global
+    batch; per-replica BN gives each replica its own."""
+    x = np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 3)).astype("float32")
+    x[4:] *= 0.2  # the two replicas see different statistics
+
+    def moving_mean_after_one_step(strategy, synchronized):
+        with strategy.scope():
+            model = ResNet(18, 2, (8, 8, 3), synchronized_batch_norm=synchronized)
+        data = tf.data.Dataset.from_tensor_slices(x).batch(8)
+        batch = next(iter(strategy.experimental_distribute_dataset(data)))
+        tf.function(lambda b: strategy.run(lambda t: model(t, training=True), args=(b,)))(batch)
+        bn = model.get_layer("stem_bn")
+        return [v.numpy() for v in strategy.experimental_local_results(bn.moving_mean)]
+
+    keras.utils.set_random_seed(1)
+    (single,) = moving_mean_after_one_step(tf.distribute.get_strategy(), False)
+    keras.utils.set_random_seed(1)
+    synced = moving_mean_after_one_step(harness.mirrored_strategy(), True)
+    for value in synced:
+        np.testing.assert_allclose(value, single, rtol=1e-4, atol=1e-5)
+    keras.utils.set_random_seed(1)
+    local = moving_mean_after_one_step(harness.mirrored_strategy(), False)
+    assert np.max(np.abs(local[0] - single)) > 1e-3

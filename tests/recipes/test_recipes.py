@@ -252,6 +252,7 @@ def test_multi_worker_mirrored(tmp_path):
             sys.executable,
             os.path.join(RECIPES, "supcon_cifar.py"),
             "--strategy=multi_worker",
+            "--sync_bn",  # global BatchNorm statistics: moving averages agree too
             f"--model_dir={worker_dir / 'model'}",
             f"--export_dir={worker_dir / 'export'}",
             *QUICK,
