@@ -64,6 +64,8 @@ import os
 import platform
 import sys
 import time
+from _common import cpu_name  # noqa: E402
+from statistics import median  # noqa: E402
 
 BATCH = 128
 SIZE = 32
@@ -210,23 +212,6 @@ def wait_fraction_rows(sources, folder, folder_limit, steps, pipeline_times):
     return rows
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", default="/tmp/cifar10",
@@ -289,7 +274,7 @@ def main():
 
     print()
     print(
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}. Date: "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "

@@ -37,6 +37,8 @@ import platform
 import subprocess
 import sys
 import time
+from _common import repo_root, cpu_name  # noqa: E402
+from statistics import median  # noqa: E402
 
 VIEWS = 2
 SIZE = 32
@@ -130,33 +132,12 @@ def run_one(replicas, batches, steps, seed):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(replicas),
            ",".join(map(str, batches)), str(steps), str(seed)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_repo_root())
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=repo_root())
     results = [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines()
                if line.startswith("RESULT ")]
     if out.returncode:
         raise RuntimeError(f"replicas={replicas} failed:\n{out.stderr[-3000:]}")
     return results
-
-
-def _repo_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
 def main():
@@ -205,7 +186,7 @@ def main():
 
     print()
     print(
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}. Date: "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "

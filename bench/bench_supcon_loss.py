@@ -49,6 +49,8 @@ import platform
 import subprocess
 import sys
 import time
+from _common import repo_root, cpu_name  # noqa: E402
+from statistics import median  # noqa: E402
 
 DIM = 128
 VIEWS = 2
@@ -189,26 +191,11 @@ def run_one(impl, batch, jit, repeats, seed):
         sys.executable, os.path.abspath(__file__), "--worker", impl, str(batch),
         str(int(jit)), str(repeats), str(seed),
     ]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_repo_root())
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=repo_root())
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     raise RuntimeError(f"{impl} B={batch} jit={jit} failed:\n{out.stderr[-3000:]}")
-
-
-def _repo_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -224,17 +211,12 @@ def main():
         worker(impl, int(batch), bool(int(jit)), int(repeats), int(seed))
         return
 
-    sys.path.insert(0, _repo_root())
+    sys.path.insert(0, repo_root())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     check_agreement()
     impls = ["naive", "supcon_loss", f"chunk_size={args.chunk_size}"]
     jits = [False, True] if args.jit else [False]
     results = {}
-
-    def median(values):
-        values = sorted(values)
-        n = len(values)
-        return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
     for round_index in range(args.rounds):
         for batch in args.batches:
@@ -269,7 +251,7 @@ def main():
 
     print()
     print(
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}. Date: "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "

@@ -46,6 +46,8 @@ import re
 import subprocess
 import sys
 import time
+from _common import repo_root, cpu_name  # noqa: E402
+from statistics import median  # noqa: E402
 
 BATCH = 128
 VIEWS = 2
@@ -115,7 +117,7 @@ def run_one(width, jit, policy, replicas, warmup_steps, steps, seed):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(width), str(int(jit)),
            policy, str(replicas), str(warmup_steps), str(steps), str(seed)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_repo_root())
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=repo_root())
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -124,27 +126,6 @@ def run_one(width, jit, policy, replicas, warmup_steps, steps, seed):
     errors = [line for line in lines if "Error:" in line or "Trying to access" in line]
     error = re.sub(r" \(defined @ [^)]*\)", "", (errors or lines)[-1]).strip()
     return {"error": error[:300]}
-
-
-def _repo_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
 def main():
@@ -217,7 +198,7 @@ def main():
 
     print()
     print(
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}. Date: "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
