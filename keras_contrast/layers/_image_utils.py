@@ -55,6 +55,19 @@ def check_image_rank(images, name="images"):
     return rank
 
 
+def images_and_batch_size(layer, data):
+    """The images of a layer's `data` (a tensor or a dict with `"images"`) and their batch
+    size (1 for a single `[H, W, C]` image), for `get_random_transformation`."""
+    images = data["images"] if isinstance(data, dict) else data
+    shape = layer.backend.shape(images)
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            "`images` must have rank 3 `[H, W, C]` or rank 4 `[B, H, W, C]`. "
+            f"Received: images.shape={shape}"
+        )
+    return images, 1 if len(shape) == 3 else shape[0]
+
+
 def to_uint8(images, value_range):
     """Maps images in `value_range` to uint8 on the 0-255 scale (rounding, clipping)."""
     if images.dtype == tf.uint8 and tuple(value_range) == (0, 255):

@@ -63,9 +63,7 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
             return None
-        images = data["images"] if isinstance(data, dict) else data
-        shape = self.backend.shape(images)
-        batch_size = 1 if len(shape) == 3 else shape[0]
+        images, batch_size = _image_utils.images_and_batch_size(self, data)
         if seed is None:
             seed = self._get_seed_generator(self.backend._backend)
         lo, hi = self.sigma_range

@@ -83,15 +83,8 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
             return None
-        images = data["images"] if isinstance(data, dict) else data
-        shape = self.backend.shape(images)
-        if len(shape) not in (3, 4):
-            raise ValueError(
-                "`images` must have rank 3 or 4. "
-                f"Received: images.shape={shape}"
-            )
-        batch_size = 1 if len(shape) == 3 else shape[0]
-        in_h, in_w = shape[-3], shape[-2]
+        images, batch_size = _image_utils.images_and_batch_size(self, data)
+        in_h, in_w = self.backend.shape(images)[-3:-1]
         if seed is None:
             seed = self._get_seed_generator(self.backend._backend)
         random = self.backend.random

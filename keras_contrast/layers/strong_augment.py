@@ -222,14 +222,7 @@ class StrongAugment(BaseImagePreprocessingLayer):
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
             return None
-        images = data["images"] if isinstance(data, dict) else data
-        shape = self.backend.shape(images)
-        if len(shape) not in (3, 4):
-            raise ValueError(
-                "`images` must have rank 3 `[H, W, C]` or rank 4 `[B, H, W, C]`. "
-                f"Received: images.shape={shape}"
-            )
-        batch_size = 1 if len(shape) == 3 else shape[0]
+        images, batch_size = _image_utils.images_and_batch_size(self, data)
         if seed is None:
             seed = self._get_seed_generator(self.backend._backend)
         random = self.backend.random
