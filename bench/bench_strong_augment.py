@@ -5,6 +5,10 @@
 Batch 256, uint8 random images, tf.data with AUTOTUNE parallelism on all
 cores for the TF rows; Pillow runs on ONE core (a plain Python loop). The
 machine may be shared: compare ratios from the same run.
+
+TensorFlow's BFC CPU allocator is switched on (`TF_CPU_ALLOCATOR_USE_BFC`,
+as the recipes do) unless the environment already sets it: run with
+`TF_CPU_ALLOCATOR_USE_BFC=false` to measure the default allocator.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
@@ -50,6 +55,7 @@ def main():
         images = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3)).astype("uint8")
         strong = StrongAugment(seed=0)
         per_image = StrongAugment(seed=0)
+        graph = StrongAugment(seed=0, jit_compile=False)
         rand_aug = keras.layers.RandAugment(num_ops=5, value_range=(0, 255), seed=0)
         pil = PillowStrongAugment(seed=0)
         r = {
@@ -58,12 +64,16 @@ def main():
             "StrongAugment, image by image (tf.data)": _tf_rate(
                 images, lambda d: d.unbatch().map(per_image, num_parallel_calls=auto)
                 .batch(BATCH).prefetch(2), args.seconds),
+            "StrongAugment(jit_compile=False), batched (tf.data)": _tf_rate(
+                images, lambda d: d.map(graph, num_parallel_calls=auto).prefetch(2), args.seconds),
             "keras.layers.RandAugment(num_ops=5) (tf.data)": _tf_rate(
                 images, lambda d: d.map(rand_aug, num_parallel_calls=auto).prefetch(2), args.seconds),
             "Pillow, same 14 ops (1 core)": _rate(lambda: pil.batch(images), args.seconds, 1),
         }
         rows.append((size, r))
-    print(f"\nBatch {BATCH}, {os.cpu_count()} CPU cores, images/s (higher is better)\n")
+    allocator = os.environ["TF_CPU_ALLOCATOR_USE_BFC"]
+    print(f"\nBatch {BATCH}, {os.cpu_count()} CPU cores, TF_CPU_ALLOCATOR_USE_BFC={allocator}, "
+          "images/s (higher is better)\n")
     print("| op | " + " | ".join(f"{s}x{s}" for s, _ in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for name in rows[0][1]:
@@ -72,6 +82,7 @@ def main():
         ("StrongAugment / Pillow (1 core)", "StrongAugment, batched (tf.data)", "Pillow, same 14 ops (1 core)"),
         ("StrongAugment / keras RandAugment", "StrongAugment, batched (tf.data)", "keras.layers.RandAugment(num_ops=5) (tf.data)"),
         ("batched / image by image", "StrongAugment, batched (tf.data)", "StrongAugment, image by image (tf.data)"),
+        ("XLA / graph path", "StrongAugment, batched (tf.data)", "StrongAugment(jit_compile=False), batched (tf.data)"),
     ):
         print(f"| ratio: {label} | " + " | ".join(f"{r[num] / r[den]:.2f}x" for _, r in rows) + " |")
 

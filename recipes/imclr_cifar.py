@@ -16,11 +16,11 @@ SavedModel too, so clients send ordinary single images.
 from absl import app
 from absl import flags
 
+import common  # First: it configures TensorFlow's allocator before TensorFlow starts.
 import keras
 import numpy as np
 import tensorflow as tf
 
-import common
 import keras_contrast as kc
 
 flags.DEFINE_bool("imclr", True, "Pair images (ImCLR); --noimclr trains the baseline.")

@@ -10,9 +10,9 @@ ends with one JSON line: the accuracy and the export path.
 from absl import app
 from absl import flags
 
+import common  # First: it configures TensorFlow's allocator before TensorFlow starts.
 import keras
 
-import common
 import keras_contrast as kc
 
 flags.DEFINE_string("encoder", None, "Path of the saved encoder (.keras).")

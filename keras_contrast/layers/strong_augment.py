@@ -154,10 +154,15 @@ class StrongAugment(BaseImagePreprocessingLayer):
         translate_slope=0.03,
         solarize_slope=25.6,
         value_range=(0, 255),
+        jit_compile=True,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(jit_compile, bool):
+            raise ValueError(
+                f"`jit_compile` must be True or False. Received: jit_compile={jit_compile}"
+            )
         if not isinstance(num_ops, int) or isinstance(num_ops, bool) or num_ops < 0:
             raise ValueError(
                 f"`num_ops` must be an integer >= 0. Received: num_ops={num_ops}"
@@ -199,6 +204,7 @@ class StrongAugment(BaseImagePreprocessingLayer):
         self.translate_slope = translate_slope
         self.solarize_slope = solarize_slope
         self.value_range = _image_utils.validate_value_range(value_range)
+        self.jit_compile = jit_compile
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
         self.supports_jit = False
@@ -263,6 +269,9 @@ class StrongAugment(BaseImagePreprocessingLayer):
         apply = tf.cast(transformation["apply"], tf.bool)
         magnitudes = tf.cast(transformation["magnitudes"], tf.int32)
         signs = tf.cast(transformation["signs"], tf.float32)
+        if self.jit_compile:
+            x = self._transform_per_image(x, op_indices, apply, magnitudes, signs)
+            return _image_utils.from_uint8(x, self.value_range, self.compute_dtype)
         static_shape = x.shape
         for step in range(self.num_ops):
             x = self._apply_step(
@@ -317,10 +326,38 @@ class StrongAugment(BaseImagePreprocessingLayer):
         outputs[k] = self._geometric(parts[k], geo_ops, mags[k], geo_signs)
         return tf.dynamic_stitch(indices, outputs)
 
-    def _geometric(self, images, ops, magnitudes, signs):
-        shape = tf.shape(images)
-        height = tf.cast(shape[1], tf.float64)
-        width = tf.cast(shape[2], tf.float64)
+    def _transform_per_image(self, x, op_indices, apply, magnitudes, signs):
+        """The `jit_compile=True` path: one XLA program, a loop over images.
+
+        Each image runs only the ops it drew (an XLA conditional per step), so
+        no work is spent on ops an image did not draw and nothing is
+        partitioned or stitched. The per-step parameters are looked up here,
+        vectorised, from the same tables as the graph path.
+        """
+        groups = tf.where(apply, tf.gather(tf.constant(_GROUP_OF_OP, tf.int32), op_indices), 0)
+        factors = tf.gather(tf.constant(self._enhance_table, tf.float32), magnitudes)
+        bits = tf.gather(tf.constant(self._bits_table, tf.int32), magnitudes)
+        thresholds = tf.gather(tf.constant(self._threshold_table, tf.int32), magnitudes)
+        shape = tf.shape(x)
+        transforms = self._transforms(
+            tf.reshape(op_indices, [-1]),
+            tf.reshape(magnitudes, [-1]),
+            tf.reshape(signs, [-1]),
+            shape[1],
+            shape[2],
+        )
+        transforms = tf.reshape(transforms, [shape[0], self.num_ops, 8])
+        out = _augment_per_image(
+            x, groups, factors, bits, thresholds, transforms, self._enhance_clip
+        )
+        out.set_shape(x.shape)
+        return out
+
+    def _transforms(self, ops, magnitudes, signs, height, width):
+        """`ImageProjectiveTransformV3` transforms (float32 `[n, 8]`) of the
+        geometric ops; rows of other ops are translations and never used."""
+        height = tf.cast(height, tf.float64)
+        width = tf.cast(width, tf.float64)
         signs64 = tf.cast(signs, tf.float64)
         degrees = signs64 * tf.gather(
             tf.constant(self._degrees_table, tf.float64), magnitudes
@@ -333,10 +370,13 @@ class StrongAugment(BaseImagePreprocessingLayer):
         shift_x = tf.cast(tf.cast(fraction * width, tf.int32), tf.float64)
         shift_y = tf.cast(tf.cast(fraction * height, tf.int32), tf.float64)
         matrices = pil_affine_matrices(ops, degrees, shear, shift_x, shift_y, height, width)
-        transforms = pil_to_tf_transforms(matrices)
+        return tf.cast(pil_to_tf_transforms(matrices), tf.float32)
+
+    def _geometric(self, images, ops, magnitudes, signs):
+        shape = tf.shape(images)
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=images,
-            transforms=tf.cast(transforms, tf.float32),
+            transforms=self._transforms(ops, magnitudes, signs, shape[1], shape[2]),
             output_shape=shape[1:3],
             fill_value=0.0,
             interpolation="NEAREST",
@@ -377,6 +417,7 @@ class StrongAugment(BaseImagePreprocessingLayer):
                 "translate_slope": self.translate_slope,
                 "solarize_slope": self.solarize_slope,
                 "value_range": self.value_range,
+                "jit_compile": self.jit_compile,
                 "seed": self.seed,
             }
         )
@@ -404,14 +445,30 @@ def _gray_float(images_float):
     return tf.floor((total + 32768.0) * (1.0 / 65536.0))
 
 
+def _rounded(value):
+    """Rounds a float64 result to float32.
+
+    The float32 ops of the reference are computed as float64 ops, each rounded
+    back to float32 with this. That gives the same value: float64 has more
+    than 2 * 24 + 2 mantissa bits, so double rounding cannot change a sum,
+    product or quotient of float32 values. It also stops a compiler (XLA on
+    CPU, nvcc on GPU) from fusing a multiply and an add into one FMA, which
+    rounds once and does not match Pillow.
+    """
+    return tf.cast(tf.cast(value, tf.float32), tf.float64)
+
+
 def _blend(degenerate, images, factors, clip=True):
     """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`.
 
     `degenerate` and `images` are float32 (integer values 0..255). With
     `clip=False` (all factors in [0, 1]) the result already lies in 0..255.
+    Computed in float32 arithmetic, exactly as PIL (see `_rounded`).
     """
-    f = tf.reshape(factors, [-1, 1, 1, 1])
-    out = degenerate + f * (images - degenerate)
+    f = tf.cast(tf.reshape(factors, [-1, 1, 1, 1]), tf.float64)
+    d = tf.cast(degenerate, tf.float64)
+    # `x - d` is an exact integer; the product and the sum are rounded.
+    out = _rounded(d + _rounded(f * (tf.cast(images, tf.float64) - d)))
     if clip:
         out = tf.clip_by_value(out, 0.0, 255.0)
     return tf.cast(out, tf.uint8)  # Truncation, as PIL's float -> UINT8.
@@ -479,12 +536,19 @@ def equalize(images):
     """`PIL.ImageOps.equalize`, per image and channel, via one `bincount`."""
     x = tf.cast(images, tf.int32)
     shape = tf.shape(x)
-    n, channels = shape[0], images.shape[-1]
+    # A static batch size keeps the bincount length a constant (XLA needs it).
+    n = images.shape[0] if images.shape[0] is not None else shape[0]
+    channels = images.shape[-1]
     pixels = shape[1] * shape[2]
     offsets = tf.reshape(tf.range(n * channels) * 256, [n, 1, 1, channels])
     flat = tf.reshape(x + offsets, [-1])
-    hist = tf.math.bincount(
-        flat, minlength=n * channels * 256, maxlength=n * channels * 256
+    # The raw op takes the length as is: `tf.math.bincount` derives it from
+    # the data's maximum, which XLA cannot treat as a constant.
+    hist = tf.raw_ops.DenseBincount(
+        input=flat,
+        size=n * channels * 256,
+        weights=tf.zeros([0], tf.int32),
+        binary_output=False,
     )
     hist = tf.reshape(hist, [n * channels, 256])
     levels = tf.range(256)
@@ -559,3 +623,91 @@ def pil_to_tf_transforms(matrices):
         [a, b, c + 0.5 * (a + b - 1.0), d, e, f + 0.5 * (d + e - 1.0), zeros, zeros],
         axis=1,
     )
+
+
+def warp_nearest(images, transforms):
+    """`ImageProjectiveTransformV3` (NEAREST, CONSTANT fill 0) as a gather.
+
+    Same float32 arithmetic as TensorFlow's kernel: output pixel `(x, y)`
+    reads input `(round(u), round(v))` with `u = (t0 x + t1 y + t2) / p`,
+    `v = (t3 x + t4 y + t5) / p`, `p = t6 x + t7 y + 1`, and `round` half away
+    from zero (`std::round`); points outside the image read 0. Unlike the
+    TensorFlow op it compiles with XLA.
+
+    Args:
+        images: `[n, H, W, C]`, any dtype.
+        transforms: float32 `[n, 8]`.
+
+    Returns:
+        The warped images, `[n, H, W, C]`, dtype of `images`.
+    """
+    shape = tf.shape(images)
+    n, height, width = shape[0], shape[1], shape[2]
+    t = [tf.reshape(tf.cast(transforms[:, k], tf.float64), [-1, 1, 1]) for k in range(8)]
+    xs = tf.reshape(tf.cast(tf.range(width), tf.float64), [1, 1, -1])
+    ys = tf.reshape(tf.cast(tf.range(height), tf.float64), [1, -1, 1])
+
+    def affine(a, b, c):  # float32 `(a x + b y) + c`, rounded as the kernel.
+        return _rounded(_rounded(_rounded(a * xs) + _rounded(b * ys)) + c)
+
+    projection = affine(t[6], t[7], 1.0)
+    u = _rounded(affine(t[0], t[1], t[2]) / projection)
+    v = _rounded(affine(t[3], t[4], t[5]) / projection)
+
+    def round_half_away(z):
+        whole = tf.sign(z) * tf.floor(tf.abs(z))
+        return whole + tf.where(tf.abs(z - whole) >= 0.5, tf.sign(z), 0.0)
+
+    # Clip in float first: far-away points must not overflow int32.
+    bound = tf.cast(tf.maximum(height, width) + 1, tf.float64)
+    col = tf.cast(tf.clip_by_value(round_half_away(u), -1.0, bound), tf.int32)
+    row = tf.cast(tf.clip_by_value(round_half_away(v), -1.0, bound), tf.int32)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    index = (tf.reshape(tf.range(n), [-1, 1, 1]) * height + tf.clip_by_value(
+        row, 0, height - 1
+    )) * width + tf.clip_by_value(col, 0, width - 1)
+    pixels = tf.gather(tf.reshape(images, [n * height * width, -1]), index)
+    return tf.where(inside[..., None], pixels, tf.zeros_like(pixels))
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _augment_per_image(images, groups, factors, bits, thresholds, transforms, clip):
+    """All steps of all images in one XLA program: a loop over images and
+    steps with a conditional per step, so each image computes only its ops.
+
+    `images` uint8 `[B, H, W, C]`; `groups` int32 `[B, num_ops]` (indices into
+    `_GROUPS`, 0 = identity); the per-op parameters `[B, num_ops]` (transforms
+    `[B, num_ops, 8]`); `clip` (Python bool) whether blends may leave 0..255.
+    """
+    num_ops = groups.shape[1]
+
+    def per_image(i, out):
+        def per_step(s, image):
+            batch = image[None]
+            factor = factors[i, s][None]
+            branches = {
+                "identity": lambda: batch,
+                "auto_contrast": lambda: auto_contrast(batch),
+                "brightness": lambda: brightness(batch, factor, clip),
+                "color": lambda: color(batch, factor, clip),
+                "contrast": lambda: contrast(batch, factor, clip),
+                "equalize": lambda: equalize(batch),
+                "posterize": lambda: posterize(batch, bits[i, s][None]),
+                "sharpness": lambda: sharpness(batch, factor, clip),
+                "solarize": lambda: solarize(batch, thresholds[i, s][None]),
+                "geometric": lambda: warp_nearest(batch, transforms[i, s][None]),
+            }
+            result = tf.switch_case(groups[i, s], [branches[name] for name in _GROUPS])
+            return s + 1, result[0]
+
+        _, image = tf.while_loop(
+            lambda s, _: s < num_ops, per_step, (tf.constant(0), images[i])
+        )
+        return i + 1, tf.tensor_scatter_nd_update(out, [[i]], image[None])
+
+    _, out = tf.while_loop(
+        lambda i, _: i < tf.shape(images)[0],
+        per_image,
+        (tf.constant(0), tf.zeros_like(images)),
+    )
+    return out

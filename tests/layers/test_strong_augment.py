@@ -137,10 +137,11 @@ def _fixed(n, op, v, sign, apply=True):
     }
 
 
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
 @pytest.mark.parametrize("op", OP_NAMES)
-def test_each_op_matches_numpy_reference(op):
+def test_each_op_matches_numpy_reference(op, jit_compile):
     images = _images()
-    layer = StrongAugment(num_ops=1)
+    layer = StrongAugment(num_ops=1, jit_compile=jit_compile)
     for v, sign in ((1, 1.0), (5, -1.0), (9, 1.0)):
         out = layer.transform_images(images, _fixed(len(images), op, v, sign))
         out = np.asarray(out).astype("uint8")
@@ -154,7 +155,8 @@ def test_each_op_matches_numpy_reference(op):
                 np.testing.assert_array_equal(out[i], ref, err_msg=f"{op} v={v}")
 
 
-def test_mixed_ops_per_image_and_not_applied():
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+def test_mixed_ops_per_image_and_not_applied(jit_compile):
     images = _images(4)
     names = ["solarize", "brightness", "translate_x", "equalize"]
     t = {
@@ -163,7 +165,8 @@ def test_mixed_ops_per_image_and_not_applied():
         "magnitudes": np.array([[3], [4], [6], [2]], "int32"),
         "signs": np.array([[1.0], [1.0], [-1.0], [1.0]], "float32"),
     }
-    out = np.asarray(StrongAugment(num_ops=1).transform_images(images, t))
+    layer = StrongAugment(num_ops=1, jit_compile=jit_compile)
+    out = np.asarray(layer.transform_images(images, t))
     for i, name in enumerate(names[:3]):
         ref = ref_op(images[i], name, t["magnitudes"][i, 0], t["signs"][i, 0])
         ref = ref[0] if isinstance(ref, tuple) else ref
@@ -171,7 +174,8 @@ def test_mixed_ops_per_image_and_not_applied():
     np.testing.assert_array_equal(out[3], images[3])
 
 
-def test_two_steps_compose():
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+def test_two_steps_compose(jit_compile):
     images = _images(2)
     t = {
         "op_indices": np.array([[OP_NAMES.index("posterize"), OP_NAMES.index("solarize")]] * 2, "int32"),
@@ -179,7 +183,8 @@ def test_two_steps_compose():
         "magnitudes": np.array([[2, 7]] * 2, "int32"),
         "signs": np.ones((2, 2), "float32"),
     }
-    out = np.asarray(StrongAugment(num_ops=2).transform_images(images, t))
+    layer = StrongAugment(num_ops=2, jit_compile=jit_compile)
+    out = np.asarray(layer.transform_images(images, t))
     for i in range(2):
         ref = ref_op(ref_op(images[i], "posterize", 2, 1), "solarize", 7, 1)
         np.testing.assert_array_equal(out[i], ref)
@@ -195,6 +200,59 @@ def test_value_range_0_1_and_float_input():
     np.testing.assert_allclose(np.asarray(out) * 255.0, ref, atol=1e-3)
     out255 = StrongAugment(num_ops=1).transform_images(images.astype("float32"), t)
     np.testing.assert_array_equal(np.asarray(out255), ref)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_xla_and_graph_paths_are_bit_identical(channels):
+    # Many ops per image, every op drawn, odd sizes: the XLA program (per-image
+    # conditionals, gather warp) equals the graph path (partition, TF's warp).
+    images = np.random.default_rng(5).integers(0, 256, (24, 23, 29, channels)).astype("uint8")
+    images[1] = images[1] // 3 + 50
+    for seed in range(3):
+        kwargs = dict(num_ops=8, rate=0.9, magnitude_range=(0, 12), seed=seed)
+        xla = np.asarray(StrongAugment(**kwargs)(images))
+        graph = np.asarray(StrongAugment(jit_compile=False, **kwargs)(images))
+        np.testing.assert_array_equal(xla, graph)
+        assert not np.array_equal(xla, images)
+
+
+def test_blend_is_pil_float32_arithmetic_under_xla():
+    # Every (degenerate, pixel) pair at every factor of the table: the XLA
+    # program must round like float32 `d + f * (x - d)` (no FMA).
+    from keras_contrast.layers import strong_augment as sa
+
+    d, x = (g.astype("float32")[None, ..., None] for g in np.meshgrid(np.arange(256), np.arange(256)))
+    factors = np.float32([0.09 * v + 0.05 for v in range(12)])
+    blend = tf.function(
+        lambda d, x, f: sa._blend(d, x, f, clip=True), jit_compile=True
+    )
+    for f in factors:
+        expected = np.clip(d + f * (x - d), 0, 255).astype("uint8")  # NumPy float32.
+        np.testing.assert_array_equal(blend(d, x, f[None]), expected, err_msg=str(f))
+
+
+def test_warp_nearest_equals_tensorflow_projective_transform():
+    from keras_contrast.layers import strong_augment as sa
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (6, 17, 21, 3)).astype("uint8")
+    transforms = np.zeros((6, 8), "float32")
+    transforms[:, [0, 4]] = rng.uniform(0.7, 1.3, (6, 2))
+    transforms[:, [1, 3]] = rng.uniform(-0.4, 0.4, (6, 2))
+    transforms[:, [2, 5]] = rng.uniform(-6, 6, (6, 2))
+    transforms[3:, 6:] = rng.uniform(-0.01, 0.01, (3, 2))  # Projective rows.
+    transforms[5] = [1, 0, 2.5, 0, 1, -3.5, 0, 0]  # Exact halves: std::round.
+    expected = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=[17, 21],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )
+    np.testing.assert_array_equal(sa.warp_nearest(images, transforms), expected)
+    xla = tf.function(sa.warp_nearest, jit_compile=True)(images, transforms)
+    np.testing.assert_array_equal(xla, expected)
 
 
 # ------------------------------------------------------------------ statistics
@@ -243,7 +301,7 @@ def test_unbatched_tf_data():
 
 
 def test_config_and_keras_round_trip(tmp_path):
-    layer = StrongAugment(num_ops=3, rate=0.7, value_range=(0, 1), seed=4)
+    layer = StrongAugment(num_ops=3, rate=0.7, value_range=(0, 1), jit_compile=False, seed=4)
     harness.assert_config_round_trip(layer)
     inputs = keras.Input((H, W, 3))
     model = keras.Model(inputs, StrongAugment(seed=4)(inputs, training=False))
@@ -259,6 +317,7 @@ def test_config_and_keras_round_trip(tmp_path):
         ({"magnitude_range": (3, 1)}, "magnitude_range"),
         ({"value_range": (1, 0)}, "value_range"),
         ({"shear_slope": -1}, "shear_slope"),
+        ({"jit_compile": "yes"}, "jit_compile"),
     ],
 )
 def test_bad_arguments(kwargs, match):
