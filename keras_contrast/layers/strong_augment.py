@@ -87,8 +87,8 @@ class StrongAugment(BaseImagePreprocessingLayer):
       over the images and, at each step, runs only the op the image drew (an
       XLA conditional); geometric ops are a gather (`warp_nearest`). On CPU
       this is 1.9x (32x32) to 3x (224x224) faster than the graph path
-      (BENCHMARKS.md). The first
-      batch of each new shape compiles (about 1-2 s).
+      (BENCHMARKS.md). The first batch of each new shape compiles (about
+      1-2 s).
     - `jit_compile=False`: plain TensorFlow ops, vectorised over the batch:
       at each step the batch is partitioned by chosen op, each part gets its
       op only, and the parts are stitched back; all geometric ops of a step
