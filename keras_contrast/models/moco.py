@@ -30,6 +30,10 @@ from keras_contrast.models.momentum import (
 )
 from keras_contrast.models.queue import KeyQueue
 
+# MixCo's mixing weights in `evaluate()`: a fixed stateless seed, so that evaluation is
+# repeatable and does not advance the seed generator that training draws from.
+_EVALUATION_SEED = (20_210_415, 7)
+
 
 def shuffle_across_replicas(images, seed):
     """Shuffles a batch across the **global** batch (MoCo's shuffle-BN), before the key encoder.
@@ -277,8 +281,15 @@ class MoCoModel(keras.Model):
             )
         return queries, x["key"], strongs
 
-    def _encode_keys(self, images):
-        """Momentum-encoder keys in the original order, L2-normalised, no gradient."""
+    def _encode_keys(self, images, training=True):
+        """Momentum-encoder keys in the original order, L2-normalised, no gradient.
+
+        In inference mode (`training=False`, used by `evaluate`) BatchNorm uses its moving
+        statistics, so there is no batch statistic to leak and no shuffle is needed.
+        """
+        if not training:
+            keys = self.key_encoder(images, training=False)
+            return tf.stop_gradient(tf.math.l2_normalize(tf.cast(keys, "float32"), axis=-1))
         permutation = None
         if self.shuffle_bn:
             images, permutation = shuffle_across_replicas(images, self.seed_generator.next())
@@ -292,14 +303,17 @@ class MoCoModel(keras.Model):
             keys = unshuffle_across_replicas(keys, permutation)
         return tf.stop_gradient(keys)
 
-    def _mix(self, images):
+    def _mix(self, images, seed=None):
         """MixCo's mixing: lam_i x_i + (1 - lam_i) x_{i+B/2}, lam ~ Beta(1, 1) = U(0, 1).
 
         (This is what keras_contrast.layers.MixCoMixing does in a pipeline; kept inline
-        here so the trainer has no dependency on the layers package.)
+        here so the trainer has no dependency on the layers package.) `seed=None` draws
+        from the model's seed generator (training); `evaluate` passes a fixed seed so that
+        it neither advances the training random stream nor varies between calls.
         """
         half = tf.shape(images)[0] // 2
-        seed = self.seed_generator.next()
+        if seed is None:
+            seed = self.seed_generator.next()
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:  # different lam per replica
             seed = tf.random.experimental.stateless_fold_in(
@@ -311,24 +325,33 @@ class MoCoModel(keras.Model):
         mixed = lam_b * images[:half] + (1 - lam_b) * images[half : 2 * half]
         return lam, mixed
 
-    def _features(self, images):
+    def _features(self, images, training=True):
         return tf.math.l2_normalize(
-            tf.cast(self.encoder(images, training=True), "float32"), axis=-1
+            tf.cast(self.encoder(images, training=training), "float32"), axis=-1
         )
 
-    def compute_losses(self, queries, key_images, strongs):
-        """Loss terms of one step (the local batch); call inside a `GradientTape`."""
-        keys = self._encode_keys(key_images)
+    def compute_losses(self, queries, key_images, strongs, training=True):
+        """Loss terms of one step (the local batch); call inside a `GradientTape`.
+
+        `training=False` (what `evaluate` uses) runs both encoders in inference mode
+        (BatchNorm moving statistics, not updated) and mixes with a fixed seed, so the
+        model's state is left exactly as it was.
+        """
+        keys = self._encode_keys(key_images, training)
         negatives = tf.stop_gradient(self.queue())
         batch = tf.shape(keys)[0]
         terms = {}
+
+        def features(images):
+            return self._features(images, training)
+
         if self.mixco:
-            lam, mixed = self._mix(queries[0])
-            both = self._features(tf.concat([queries[0], mixed], axis=0))
-            query_features = [both[:batch]] + [self._features(q) for q in queries[1:]]
+            lam, mixed = self._mix(queries[0], None if training else _EVALUATION_SEED)
+            both = features(tf.concat([queries[0], mixed], axis=0))
+            query_features = [both[:batch]] + [features(q) for q in queries[1:]]
             mixed_features = both[batch:]
         else:
-            query_features = [self._features(q) for q in queries]
+            query_features = [features(q) for q in queries]
         terms["contrastive_loss"] = tf.add_n(
             [
                 tf.reduce_mean(info_nce_loss(q, keys, negatives, self.temperature))
@@ -341,7 +364,7 @@ class MoCoModel(keras.Model):
                 positive = tf.reduce_sum(v * keys, axis=-1, keepdims=True)
                 return tf.concat([positive, tf.matmul(v, negatives, transpose_b=True)], -1)
 
-            strong_similarities = [similarities(self._features(s)) for s in strongs]
+            strong_similarities = [similarities(features(s)) for s in strongs]
             terms["ddm_loss"] = tf.add_n(
                 [
                     tf.reduce_mean(ddm_loss(similarities(q), s, self.clsa_temperature))
@@ -403,7 +426,8 @@ class MoCoModel(keras.Model):
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         queries, key_images, strongs = self._unpack(x)
-        terms, _ = self.compute_losses(queries, key_images, strongs)
+        self._static_checks(queries, key_images)
+        terms, _ = self.compute_losses(queries, key_images, strongs, training=False)
         batch = tf.shape(key_images)[0]
         for tracker in self.metrics:
             tracker.update_state(terms[tracker.name], sample_weight=batch)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_contrast.distribute import gather_from_replicas
 from keras_contrast.losses.mixco import mixco_loss, mixco_targets
-from keras_contrast.models.moco import _check_positive
+from keras_contrast.models.moco import _EVALUATION_SEED, _check_positive
 
 
 def nt_xent_loss(z1, z2, temperature):
@@ -111,15 +111,17 @@ class SimCLRMixCoModel(keras.Model):
             inputs = inputs["query"]
         return self.encoder(inputs, training=training)
 
-    def _project(self, images):
+    def _project(self, images, training=True):
         return tf.math.l2_normalize(
-            tf.cast(self.encoder(images, training=True), "float32"), axis=-1
+            tf.cast(self.encoder(images, training=training), "float32"), axis=-1
         )
 
-    def _mix(self, images):
+    def _mix(self, images, seed=None):
         # Inline MixCo mixing (keras_contrast.layers.MixCoMixing does this in a pipeline).
+        # `seed=None` draws from the seed generator (training); `evaluate` passes a fixed one.
         half = tf.shape(images)[0] // 2
-        seed = self.seed_generator.next()
+        if seed is None:
+            seed = self.seed_generator.next()
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             seed = tf.random.experimental.stateless_fold_in(
@@ -130,15 +132,21 @@ class SimCLRMixCoModel(keras.Model):
         lam_b = tf.cast(tf.reshape(lam, shape), images.dtype)
         return lam, lam_b * images[:half] + (1 - lam_b) * images[half : 2 * half]
 
-    def compute_losses(self, x1, x2):
-        z1, z2 = self._project(x1), self._project(x2)
+    def compute_losses(self, x1, x2, training=True):
+        """Loss terms of one step. `training=False` (what `evaluate` uses) runs the encoder
+        in inference mode and mixes with a fixed seed, leaving the model's state as it was."""
+
+        def project(images):
+            return self._project(images, training)
+
+        z1, z2 = project(x1), project(x2)
         terms = {"contrastive_loss": tf.reduce_mean(nt_xent_loss(z1, z2, self.temperature))}
         total = terms["contrastive_loss"]
         if self.mixco:
             mix_terms = []
             for images, other in ((x1, z2), (x2, z1)):
-                lam, mixed = self._mix(images)
-                logits = tf.matmul(self._project(mixed), other, transpose_b=True)
+                lam, mixed = self._mix(images, None if training else _EVALUATION_SEED)
+                logits = tf.matmul(project(mixed), other, transpose_b=True)
                 targets = mixco_targets(lam, tf.shape(other)[0])
                 mix_terms.append(
                     tf.reduce_mean(mixco_loss(targets, logits, self.mixco_temperature)) / 2
@@ -171,7 +179,13 @@ class SimCLRMixCoModel(keras.Model):
                 loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, trainable)
         self.optimizer.apply_gradients(zip(gradients, trainable))
-        batch = tf.shape(x1)[0]
+        return self._update_metrics(terms, tf.shape(x1)[0])
+
+    def test_step(self, data):
+        x1, x2 = self._views(data)
+        return self._update_metrics(self.compute_losses(x1, x2, training=False), tf.shape(x1)[0])
+
+    def _update_metrics(self, terms, batch):
         for tracker in self.metrics:
             tracker.update_state(terms[tracker.name], sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}

@@ -222,3 +222,40 @@ def test_bad_inputs():
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="even batch size"):
         model.fit(_dataset(views, batch=7), verbose=0)
+
+
+def _info_nce_numpy(q, k, negatives, temperature):
+    """Loop-based InfoNCE: -log softmax([q.k, q.n_1, ...] / T)[0], averaged over rows."""
+    losses = []
+    for i in range(len(q)):
+        logits = [q[i] @ k[i]] + [q[i] @ n for n in negatives]
+        logits = np.array(logits, "float64") / temperature
+        losses.append(np.log(np.sum(np.exp(logits - logits.max()))) + logits.max() - logits[0])
+    return float(np.mean(losses))
+
+
+def test_evaluate_runs_in_inference_mode_and_leaves_the_model_unchanged():
+    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, clsa=True, mixco=True, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(_dataset(_views()), epochs=2, verbose=0)  # Real BN statistics and queue.
+    before = [v.numpy().copy() for v in model.variables]
+    views = _views(8, seed=3)
+    first = model.evaluate(_dataset(views), verbose=0, return_dict=True)
+    second = model.evaluate(_dataset(views), verbose=0, return_dict=True)
+    assert first == second  # Fixed mixing seed: repeatable.
+    assert set(first) == {"loss", "contrastive_loss", "ddm_loss", "mixco_loss"}
+    for variable, value in zip(model.variables, before):  # BN, queue, seeds, weights.
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+
+    def normalized(x):
+        x = np.asarray(x, "float64")
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    q = normalized(model.encoder(views["query"], training=False))
+    k = normalized(model.key_encoder(views["key"], training=False))
+    expected = _info_nce_numpy(q, k, np.asarray(model.queue()), model.temperature)
+    np.testing.assert_allclose(first["contrastive_loss"], expected, rtol=1e-5)
+    # Training-mode BatchNorm would give another value.
+    q_train = normalized(model.encoder(views["query"], training=True))
+    assert abs(_info_nce_numpy(q_train, k, np.asarray(model.queue()), model.temperature)
+               - expected) > 1e-3

@@ -61,3 +61,22 @@ def test_bad_inputs():
     x = np.zeros((6, 8, 8, 3), "float32")
     with pytest.raises(ValueError, match="even batch size"):
         model.fit(tf.data.Dataset.from_tensor_slices({"query": x, "key": x}).batch(3, True), verbose=0)
+
+
+def test_evaluate_runs_in_inference_mode_and_leaves_the_model_unchanged():
+    encoder = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
+         keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(16)]
+    )
+    rng = np.random.default_rng(1)
+    views = {k: rng.normal(size=(16, 8, 8, 3)).astype("float32") for k in ("query", "key")}
+    ds = tf.data.Dataset.from_tensor_slices(views).batch(8, drop_remainder=True)
+    model = SimCLRMixCoModel(encoder, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(ds, epochs=1, verbose=0)
+    before = [v.numpy().copy() for v in model.variables]
+    first = model.evaluate(ds, verbose=0, return_dict=True)
+    assert first == model.evaluate(ds, verbose=0, return_dict=True)
+    assert set(first) == {"loss", "contrastive_loss", "mixco_loss"}
+    for variable, value in zip(model.variables, before):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
