@@ -1,7 +1,9 @@
 """Helpers shared by the benchmark scripts (run them as `python bench/<script>.py`)."""
 
+import datetime
 import os
 import platform
+import sys
 
 
 def repo_root():
@@ -19,3 +21,18 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def print_machine_line():
+    """Prints the line under each table: machine, software, date and the command run."""
+    import tensorflow as tf
+
+    command = " ".join(["python", f"bench/{os.path.basename(sys.argv[0])}"] + sys.argv[1:])
+    print()
+    print(
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}. Date: "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
+        f"Command: `{command}`"
+    )

@@ -59,13 +59,12 @@ time if the two ran on separate hardware (as on a GPU machine with free host cor
 """
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
-from _common import cpu_name  # noqa: E402
-from statistics import median  # noqa: E402
+from statistics import median
+
+from _common import print_machine_line, repo_root
 
 BATCH = 128
 SIZE = 32
@@ -225,7 +224,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, repo_root())
 
     sources = ["sample"]
     if args.folder and os.path.isdir(args.folder):
@@ -270,16 +269,7 @@ def main():
             print(f"| {source}, cache={'yes' if cache else 'no'} | {pipeline_only * 1e3:.0f} "
                   f"| {model_only * 1e3:.0f} | {combined * 1e3:.0f} "
                   f"| {max(model_only, pipeline_only) * 1e3:.0f} | {wait:.2f} |")
-    import tensorflow as tf
-
-    print()
-    print(
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}. Date: "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
-        f"Command: `{' '.join(['python', 'bench/bench_input_pipeline.py'] + sys.argv[1:])}`"
-    )
+    print_machine_line()
 
 
 if __name__ == "__main__":

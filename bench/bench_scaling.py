@@ -30,15 +30,14 @@ Ratios are against R = 1 at the same global batch.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from _common import repo_root, cpu_name  # noqa: E402
-from statistics import median  # noqa: E402
+from statistics import median
+
+from _common import print_machine_line, repo_root
 
 VIEWS = 2
 SIZE = 32
@@ -182,16 +181,7 @@ def main():
             rel = " | ".join(f"{t[r] / t[1]:.2f}x" for r in args.replicas if r != 1) \
                 if 1 in t else ""
             print(f"| {names[kind]} | {batch} x {VIEWS} | {cells} | {rel} |")
-    import tensorflow as tf
-
-    print()
-    print(
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}. Date: "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
-        f"Command: `{' '.join(['python', 'bench/bench_scaling.py'] + sys.argv[1:])}`"
-    )
+    print_machine_line()
 
 
 if __name__ == "__main__":

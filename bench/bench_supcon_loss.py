@@ -42,15 +42,14 @@ with the same batch and the same xla setting.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from _common import repo_root, cpu_name  # noqa: E402
-from statistics import median  # noqa: E402
+from statistics import median
+
+from _common import print_machine_line, repo_root
 
 DIM = 128
 VIEWS = 2
@@ -247,16 +246,7 @@ def main():
                 )
                 print(f"| {batch} x {VIEWS} | {name} | {'yes' if jit else 'no'} | {t:.1f} "
                       f"| {p:.0f} | {t / base_time:.2f}x | {p / base_peak:.2f}x |")
-    import tensorflow as tf
-
-    print()
-    print(
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}. Date: "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
-        f"Command: `{' '.join(['python', 'bench/bench_supcon_loss.py'] + sys.argv[1:])}`"
-    )
+    print_machine_line()
 
 
 if __name__ == "__main__":

@@ -38,16 +38,15 @@ speed-up.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
-from _common import repo_root, cpu_name  # noqa: E402
-from statistics import median  # noqa: E402
+from statistics import median
+
+from _common import print_machine_line, repo_root
 
 BATCH = 128
 VIEWS = 2
@@ -194,16 +193,7 @@ def main():
     for key, error in sorted(errors.items()):
         print(f"\nFailed: width={key[0]} jit_compile={key[1]} {key[2]} replicas={key[3]}: "
               f"`{error}`")
-    import tensorflow as tf
-
-    print()
-    print(
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}. Date: "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
-        f"Command: `{' '.join(['python', 'bench/bench_train_step.py'] + sys.argv[1:])}`"
-    )
+    print_machine_line()
 
 
 if __name__ == "__main__":

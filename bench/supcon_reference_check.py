@@ -5,27 +5,74 @@
 Uses the loop-based reference and the 2-replica helpers of the test suite; prints one line
 per figure (the figures quoted in the closing note of the SupCon issue).
 """
-import itertools, numpy as np, tensorflow as tf
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
 from tests import harness
-harness.configure_logical_cpus(2)
-from tests.losses.test_supcon import reference_supcon, random_features, LABELS
-from tests.losses import test_supcon_distributed as d
-from keras_contrast.losses import supcon_loss
-dev64 = dev32 = 0.0
-labels_opts = {"int": LABELS, "onehot": np.eye(4)[LABELS], "none": None}
-for (ln, lab), mode, bt, summ, den, cap in itertools.product(labels_opts.items(), ["all","one"], [None, 0.07], ["outside","inside"], ["all","one_positive","only_negatives"], [None, 2]):
-    f = random_features(8, 3, 5, seed=1)
-    ref = reference_supcon(lab, f, 0.1, bt, mode, summ, den, cap)
-    kw = dict(base_temperature=bt, contrast_mode=mode, summation_location=summ, denominator_mode=den, positives_cap=cap)
-    a64 = supcon_loss(lab, tf.constant(f, tf.float64), 0.1, **kw).numpy()
-    a32 = supcon_loss(lab, tf.constant(f, tf.float32), 0.1, **kw).numpy()
-    dev64 = max(dev64, np.max(np.abs(a64 - ref))); dev32 = max(dev32, np.max(np.abs(a32 - ref)))
-print(f"max |loss - numpy ref| over 144 option combinations: float64 {dev64:.2e}, float32 {dev32:.2e}")
-x, y, k = d.make_data()
-for lab in (True, False):
-    el, eg = d.one_device(x, y if lab else None, k)
-    ml, mg = d.mirrored(x, y, k, labels=lab)
-    print(f"mirrored(2) vs one device, labels={lab}: loss {np.max(np.abs(ml-el)):.2e}, grad {np.max(np.abs(mg-eg)):.2e}, grad scale {np.max(np.abs(eg)):.2e}")
-ll, lg = d.mirrored(x, y, k, gather=False)
-el, eg = d.one_device(x, y, k)
-print(f"without gather: loss differs by {np.max(np.abs(ll-el)):.2e}, grad by {np.max(np.abs(lg-eg)):.2e}")
+
+harness.configure_logical_cpus(2)  # Before any TensorFlow op runs.
+
+from keras_contrast.losses import supcon_loss  # noqa: E402
+from tests.losses import test_supcon_distributed as distributed  # noqa: E402
+from tests.losses.test_supcon import LABELS, random_features, reference_supcon  # noqa: E402
+
+
+def reference_deviation():
+    """Max |supcon_loss - reference| over every option combination, float64 and float32."""
+    labels_options = {"int": LABELS, "onehot": np.eye(4)[LABELS], "none": None}
+    deviation = {tf.float64: 0.0, tf.float32: 0.0}
+    options = itertools.product(
+        labels_options.values(),
+        ["all", "one"],  # contrast_mode
+        [None, 0.07],  # base_temperature
+        ["outside", "inside"],  # summation_location
+        ["all", "one_positive", "only_negatives"],  # denominator_mode
+        [None, 2],  # positives_cap
+    )
+    features = random_features(8, 3, 5, seed=1)
+    for labels, mode, base, summation, denominator, cap in options:
+        expected = reference_supcon(labels, features, 0.1, base, mode, summation, denominator, cap)
+        for dtype in deviation:
+            actual = supcon_loss(
+                labels,
+                tf.constant(features, dtype),
+                0.1,
+                base_temperature=base,
+                contrast_mode=mode,
+                summation_location=summation,
+                denominator_mode=denominator,
+                positives_cap=cap,
+            )
+            deviation[dtype] = max(deviation[dtype], np.max(np.abs(actual.numpy() - expected)))
+    return deviation
+
+
+def main():
+    deviation = reference_deviation()
+    print(
+        "max |loss - numpy ref| over 144 option combinations: "
+        f"float64 {deviation[tf.float64]:.2e}, float32 {deviation[tf.float32]:.2e}"
+    )
+    x, y, k = distributed.make_data()
+    for with_labels in (True, False):
+        loss, grad = distributed.one_device(x, y if with_labels else None, k)
+        mirrored_loss, mirrored_grad = distributed.mirrored(x, y, k, labels=with_labels)
+        print(
+            f"mirrored(2) vs one device, labels={with_labels}: "
+            f"loss {np.max(np.abs(mirrored_loss - loss)):.2e}, "
+            f"grad {np.max(np.abs(mirrored_grad - grad)):.2e}, "
+            f"grad scale {np.max(np.abs(grad)):.2e}"
+        )
+    loss, grad = distributed.one_device(x, y, k)
+    local_loss, local_grad = distributed.mirrored(x, y, k, gather=False)
+    print(
+        f"without gather: loss differs by {np.max(np.abs(local_loss - loss)):.2e}, "
+        f"grad by {np.max(np.abs(local_grad - grad)):.2e}"
+    )
+
+
+if __name__ == "__main__":
+    main()
