@@ -35,6 +35,32 @@ from keras_contrast.models.queue import KeyQueue
 _EVALUATION_SEED = (20_210_415, 7)
 
 
+def mix_halves(images, seed):
+    """MixCo's mixing: `lam_i x_i + (1 - lam_i) x_{i + B/2}`, `lam ~ Beta(1, 1) = U(0, 1)`.
+
+    What `keras_contrast.layers.MixCoMixing` does in a pipeline, here for the trainers, which
+    mix inside the step (and so need no dependency on the layers package). Under a strategy
+    each replica folds its replica id into `seed`, so replicas draw different weights.
+
+    Args:
+        images: `[B, ...]`; the first half is mixed with the second half.
+        seed: a stateless seed, shape `[2]`.
+
+    Returns:
+        `(lam, mixed)`: float32 `[B // 2]`, and `[B // 2, ...]` in the dtype of `images`.
+    """
+    half = tf.shape(images)[0] // 2
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.cast(seed, tf.int64), tf.cast(ctx.replica_id_in_sync_group, tf.int64)
+        )
+    lam = tf.random.stateless_uniform([half], seed=seed)
+    shape = tf.concat([[half], tf.ones([tf.rank(images) - 1], tf.int32)], 0)
+    lam_b = tf.cast(tf.reshape(lam, shape), images.dtype)
+    return lam, lam_b * images[:half] + (1 - lam_b) * images[half : 2 * half]
+
+
 def shuffle_across_replicas(images, seed):
     """Shuffles a batch across the **global** batch (MoCo's shuffle-BN), before the key encoder.
 
@@ -285,45 +311,20 @@ class MoCoModel(keras.Model):
         """Momentum-encoder keys in the original order, L2-normalised, no gradient.
 
         In inference mode (`training=False`, used by `evaluate`) BatchNorm uses its moving
-        statistics, so there is no batch statistic to leak and no shuffle is needed.
+        statistics, so there is no batch statistic to leak: no shuffle, no split.
         """
-        if not training:
-            keys = self.key_encoder(images, training=False)
-            return tf.stop_gradient(tf.math.l2_normalize(tf.cast(keys, "float32"), axis=-1))
         permutation = None
-        if self.shuffle_bn:
+        if training and self.shuffle_bn:
             images, permutation = shuffle_across_replicas(images, self.seed_generator.next())
-        if self.bn_splits > 1:
+        if training and self.bn_splits > 1:
             chunks = tf.split(images, self.bn_splits, axis=0)
             keys = tf.concat([self.key_encoder(c, training=True) for c in chunks], axis=0)
         else:
-            keys = self.key_encoder(images, training=True)
+            keys = self.key_encoder(images, training=training)
         keys = tf.math.l2_normalize(tf.cast(keys, "float32"), axis=-1)
         if permutation is not None:
             keys = unshuffle_across_replicas(keys, permutation)
         return tf.stop_gradient(keys)
-
-    def _mix(self, images, seed=None):
-        """MixCo's mixing: lam_i x_i + (1 - lam_i) x_{i+B/2}, lam ~ Beta(1, 1) = U(0, 1).
-
-        (This is what keras_contrast.layers.MixCoMixing does in a pipeline; kept inline
-        here so the trainer has no dependency on the layers package.) `seed=None` draws
-        from the model's seed generator (training); `evaluate` passes a fixed seed so that
-        it neither advances the training random stream nor varies between calls.
-        """
-        half = tf.shape(images)[0] // 2
-        if seed is None:
-            seed = self.seed_generator.next()
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:  # different lam per replica
-            seed = tf.random.experimental.stateless_fold_in(
-                tf.cast(seed, tf.int64), tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-            )
-        lam = tf.random.stateless_uniform([half], seed=seed)
-        shape = tf.concat([[half], tf.ones([tf.rank(images) - 1], tf.int32)], 0)
-        lam_b = tf.cast(tf.reshape(lam, shape), images.dtype)
-        mixed = lam_b * images[:half] + (1 - lam_b) * images[half : 2 * half]
-        return lam, mixed
 
     def _features(self, images, training=True):
         return tf.math.l2_normalize(
@@ -346,7 +347,8 @@ class MoCoModel(keras.Model):
             return self._features(images, training)
 
         if self.mixco:
-            lam, mixed = self._mix(queries[0], None if training else _EVALUATION_SEED)
+            seed = self.seed_generator.next() if training else _EVALUATION_SEED
+            lam, mixed = mix_halves(queries[0], seed)
             both = features(tf.concat([queries[0], mixed], axis=0))
             query_features = [both[:batch]] + [features(q) for q in queries[1:]]
             mixed_features = both[batch:]

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_contrast.distribute import gather_from_replicas
 from keras_contrast.losses.mixco import mixco_loss, mixco_targets
-from keras_contrast.models.moco import _EVALUATION_SEED, _check_positive
+from keras_contrast.models.moco import _EVALUATION_SEED, _check_positive, mix_halves
 
 
 def nt_xent_loss(z1, z2, temperature):
@@ -116,22 +116,6 @@ class SimCLRMixCoModel(keras.Model):
             tf.cast(self.encoder(images, training=training), "float32"), axis=-1
         )
 
-    def _mix(self, images, seed=None):
-        # Inline MixCo mixing (keras_contrast.layers.MixCoMixing does this in a pipeline).
-        # `seed=None` draws from the seed generator (training); `evaluate` passes a fixed one.
-        half = tf.shape(images)[0] // 2
-        if seed is None:
-            seed = self.seed_generator.next()
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            seed = tf.random.experimental.stateless_fold_in(
-                tf.cast(seed, tf.int64), tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-            )
-        lam = tf.random.stateless_uniform([half], seed=seed)
-        shape = tf.concat([[half], tf.ones([tf.rank(images) - 1], tf.int32)], 0)
-        lam_b = tf.cast(tf.reshape(lam, shape), images.dtype)
-        return lam, lam_b * images[:half] + (1 - lam_b) * images[half : 2 * half]
-
     def compute_losses(self, x1, x2, training=True):
         """Loss terms of one step. `training=False` (what `evaluate` uses) runs the encoder
         in inference mode and mixes with a fixed seed, leaving the model's state as it was."""
@@ -145,7 +129,8 @@ class SimCLRMixCoModel(keras.Model):
         if self.mixco:
             mix_terms = []
             for images, other in ((x1, z2), (x2, z1)):
-                lam, mixed = self._mix(images, None if training else _EVALUATION_SEED)
+                seed = self.seed_generator.next() if training else _EVALUATION_SEED
+                lam, mixed = mix_halves(images, seed)
                 logits = tf.matmul(project(mixed), other, transpose_b=True)
                 targets = mixco_targets(lam, tf.shape(other)[0])
                 mix_terms.append(
