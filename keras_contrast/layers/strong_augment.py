@@ -544,10 +544,9 @@ def sharpness(images, factors, clip=True):
     `C`: slices along a long contiguous axis vectorise, along `C` they do not.
     """
     shape = tf.shape(images)
-    channels = images.shape[-1]
-    rows = tf.reshape(images, [shape[0], shape[1], shape[2] * channels])
+    c = images.shape[-1]
+    rows = tf.reshape(images, [shape[0], shape[1], shape[2] * c])
     x = tf.cast(rows, tf.float32)
-    c = channels
     across = x[:, :, : -2 * c] + x[:, :, c:-c] + x[:, :, 2 * c :]
     box = across[:, :-2] + across[:, 1:-1] + across[:, 2:]
     centre = x[:, 1:-1, c:-c]
