@@ -132,3 +132,34 @@ def momentum_update(pairs, momentum):
     update_per_replica(
         [(target, ema, (tf.convert_to_tensor(source), momentum)) for source, target in pairs]
     )
+
+
+def clone_momentum_layer(layer, input_shape, name=None):
+    """Clones a layer or model into a non-trainable momentum copy with the same weights.
+
+    Models go through `clone_momentum_encoder`; other layers (e.g. a `ProjectionHead`) are
+    rebuilt from `get_config()` and built on `input_shape`.
+
+    Args:
+        layer: a built `keras.layers.Layer` or `keras.Model`.
+        input_shape: the shape to build a layer clone on, e.g. `(None, features)`.
+        name: name of the clone. Defaults to `layer.name + "_momentum"`.
+
+    Returns:
+        The clone, built, with `layer`'s weights, every variable non-trainable.
+    """
+    if isinstance(layer, keras.Model):
+        return clone_momentum_encoder(layer, name=name)
+    config = dict(layer.get_config())
+    config["name"] = name or f"{layer.name}_momentum"
+    clone = layer.__class__.from_config(config)
+    clone.build(input_shape)
+    if len(clone.weights) != len(layer.weights):
+        raise ValueError(
+            f"Cloning `layer` gave {len(clone.weights)} weights instead of "
+            f"{len(layer.weights)}. Received: layer={layer.name}"
+        )
+    clone.set_weights(layer.get_weights())
+    for variable in clone.weights:
+        variable.trainable = False
+    return clone

@@ -18,15 +18,20 @@ class KeyQueue(keras.layers.Layer):
     `n` keys (rows `pointer .. pointer + n - 1`) and advances the pointer modulo `size`;
     `size` must be a multiple of `n`, so a batch never straddles the end.
 
+    With `with_labels=True` the queue also keeps each key's int label in a non-trainable
+    `labels` variable (`-1` for the random initial keys, which are then negatives of every
+    anchor): SupCon's memory of labelled keys. `enqueue(keys, labels)` writes both.
+
     Inside the replica function of a `tf.distribute` strategy, `enqueue` all-gathers the
-    keys of every replica first and enqueues the **global** batch (in replica order) on every
-    replica, so all replicas hold the same queue. Calling the layer returns the queue's
+    keys (and labels) of every replica first and enqueues the **global** batch (in replica
+    order) on every replica, so all replicas hold the same queue. Calling the layer returns the queue's
     current contents `[size, dim]`.
 
     Args:
         size: number of keys `K`. Defaults to `65536`.
         dim: key dimension. Defaults to `128`.
         seed: seed of the random initial keys. Defaults to `None`.
+        with_labels: also keep an int label per key. Defaults to `False`.
         **kwargs: passed to `keras.layers.Layer`.
 
     Example:
@@ -42,7 +47,7 @@ class KeyQueue(keras.layers.Layer):
           Learning](https://arxiv.org/abs/1911.05722).
     """
 
-    def __init__(self, size=65536, dim=128, seed=None, **kwargs):
+    def __init__(self, size=65536, dim=128, seed=None, with_labels=False, **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("size", size), ("dim", dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -52,6 +57,7 @@ class KeyQueue(keras.layers.Layer):
         self.size = size
         self.dim = dim
         self.seed = seed
+        self.with_labels = bool(with_labels)
         self.build()
 
     def build(self, input_shape=None):
@@ -74,29 +80,51 @@ class KeyQueue(keras.layers.Layer):
         self.pointer = self.add_weight(
             shape=(), initializer="zeros", trainable=False, dtype="int32", name="pointer"
         )
+        self.labels = None
+        if self.with_labels:
+            self.labels = self.add_weight(
+                shape=(self.size,),
+                initializer=keras.initializers.Constant(-1),
+                trainable=False,
+                dtype="int32",
+                name="labels",
+            )
         self.built = True
 
     def call(self, inputs=None):
         return tf.convert_to_tensor(self.queue)
 
-    def enqueue(self, keys, gather=True):
+    def enqueue(self, keys, labels=None, gather=True):
         """Replaces the oldest keys by `keys` (all replicas' keys if `gather`).
 
         Args:
             keys: `[n, dim]` keys, usually L2-normalised; never differentiated.
+            labels: int `[n]` labels of the keys; required with `with_labels=True`, refused
+                otherwise. Defaults to `None`.
             gather: all-gather the keys of every replica first (inside a strategy's replica
                 context). Defaults to `True`.
 
         Returns:
             The enqueued (global) keys `[N, dim]`.
         """
+        if self.with_labels != (labels is not None):
+            raise ValueError(
+                "`labels` must be given exactly when the queue has `with_labels=True`. "
+                f"Received: with_labels={self.with_labels}, labels="
+                f"{'given' if labels is not None else None}"
+            )
         keys = tf.stop_gradient(tf.cast(tf.convert_to_tensor(keys), self.queue.dtype))
         if keys.shape.rank != 2 or (keys.shape[-1] is not None and keys.shape[-1] != self.dim):
             raise ValueError(
                 f"`keys` must have shape [batch, {self.dim}]. Received: keys.shape={tuple(keys.shape)}"
             )
+        if labels is not None:
+            labels = tf.reshape(tf.cast(labels, "int32"), [-1])
         if gather:
-            (keys,), _ = gather_from_replicas(keys)
+            if labels is not None:
+                (keys, labels), _ = gather_from_replicas(keys, labels)
+            else:
+                (keys,), _ = gather_from_replicas(keys)
         num = keys.shape[0]
         if num is not None and (num == 0 or self.size % num != 0):
             raise ValueError(
@@ -124,9 +152,10 @@ class KeyQueue(keras.layers.Layer):
         def move(pointer, value):
             return pointer.assign(value)
 
-        update_per_replica(
-            [(self.queue, write, (keys, indices)), (self.pointer, move, (new_pointer,))]
-        )
+        updates = [(self.queue, write, (keys, indices)), (self.pointer, move, (new_pointer,))]
+        if labels is not None:
+            updates.append((self.labels, write, (labels, indices)))
+        update_per_replica(updates)
         return keys
 
     def compute_output_spec(self, inputs=None):
@@ -134,5 +163,7 @@ class KeyQueue(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"size": self.size, "dim": self.dim, "seed": self.seed})
+        config.update(
+            {"size": self.size, "dim": self.dim, "seed": self.seed, "with_labels": self.with_labels}
+        )
         return config
