@@ -157,6 +157,26 @@ class Views:
         return tf.shape(self.key)[0]
 
 
+class _SeedState(keras.layers.Layer):
+    """Holds the trainer's `SeedGenerator` so that its state is saved with the model.
+
+    Keras saves a layer's own variables but not those of a bare `SeedGenerator`; without
+    this, a resumed run (`BackupAndRestore`) or a loaded model would draw different
+    shuffles and mixing weights than an uninterrupted one.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = keras.random.SeedGenerator(seed, name="generator")
+        self.built = True
+
+    def save_own_variables(self, store):
+        store["0"] = self.generator.state.numpy()
+
+    def load_own_variables(self, store):
+        self.generator.state.assign(store["0"])
+
+
 def _as_list(views):
     if views is None:
         return []
@@ -262,7 +282,7 @@ class ContrastiveTrainer(keras.Model):
         self.add_ons = add_ons
         self.num_classes = num_classes
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="trainer_seed")
+        self.seed_state = _SeedState(seed, name="seed_state")
         self.probe = None
         if num_classes is not None:
             self.probe = keras.layers.Dense(num_classes, dtype="float32", name="probe")
@@ -316,6 +336,9 @@ class ContrastiveTrainer(keras.Model):
                 f"constructor, not to compile. Received: loss={kwargs['loss']!r}"
             )
         super().compile(optimizer=optimizer, **kwargs)
+        # Built here, on exactly the variables it trains, so that its state has the same
+        # layout however it is restored (`load_model`, `BackupAndRestore`, a strategy).
+        self.optimizer.build(self.main_variables())
         if self.probe is not None:
             if probe_optimizer is None:
                 probe_optimizer = keras.optimizers.Adam(1e-3)
@@ -344,10 +367,25 @@ class ContrastiveTrainer(keras.Model):
         features = self.momentum_encoder(images, training=training)
         return tf.stop_gradient(l2_normalize(self.momentum_head(features, training=training)))
 
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and self.probe_optimizer is not None:
+            config = dict(config)
+            config["probe_optimizer"] = keras.saving.serialize_keras_object(self.probe_optimizer)
+        return config
+
+    def compile_from_config(self, config):
+        """Compiles a loaded trainer as it was saved (optimizer, probe optimizer, options)."""
+        config = keras.saving.deserialize_keras_object(config)
+        config = {k: v for k, v in config.items() if v is not None or k == "jit_compile"}
+        for unused in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            config.pop(unused, None)
+        self.compile(**config)  # builds the optimizers, so that their saved state loads
+
     def next_seed(self, training):
         """A stateless seed for one random draw: fresh in training, fixed in evaluation."""
         if training:
-            return self.seed_generator.next()
+            return self.seed_state.generator.next()
         return tf.constant(EVALUATION_SEED, "int32")
 
     def project(self, images, training):

@@ -3,12 +3,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_contrast.models import ProjectionHead
 from keras_contrast.models.moco import (
     MoCoModel,
     shuffle_across_replicas,
     unshuffle_across_replicas,
 )
+from keras_contrast.objectives import CLSA, MixCo
 from tests import harness
+
+
+def _head():
+    return ProjectionHead(16, kind="linear")
+
+
+def _moco(encoder=None, clsa=False, mixco=False, **kwargs):
+    add_ons = ([CLSA()] if clsa else []) + ([MixCo()] if mixco else [])
+    return MoCoModel(
+        encoder if encoder is not None else _encoder(), head=_head(), add_ons=add_ons, **kwargs
+    )
 
 
 def _encoder(size=8, bn=True, dim=16):
@@ -49,17 +62,17 @@ def _assert_terms_decrease(history, terms):
 )
 def test_fit_decreases_each_loss_term(options, terms):
     keras.utils.set_random_seed(0)
-    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
+    model = _moco(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     history = model.fit(_dataset(_views()), epochs=8, verbose=0).history
-    assert set(terms + ["loss"]) == set(history)
+    assert set(terms + ["loss", "z_std"]) == set(history)
     _assert_terms_decrease(history, terms + ["loss"])
 
 
 def _fit_under_strategy(options, epochs):
     keras.utils.set_random_seed(0)
     with harness.mirrored_strategy().scope():
-        model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
+        model = _moco(_encoder(), queue_size=16, momentum=0.9, seed=1, **options)
         model.compile(optimizer=keras.optimizers.Adam(0.01))
     return model, model.fit(_dataset(_views()), epochs=epochs, verbose=0).history
 
@@ -93,7 +106,7 @@ def test_one_step_under_strategy_matches_one_device_on_the_global_batch():
     def run(strategy):
         keras.utils.set_random_seed(0)
         with strategy.scope():
-            model = MoCoModel(
+            model = _moco(
                 _encoder(bn=False), queue_size=16, momentum=0.5, shuffle_bn=False, seed=3,
                 clsa=True,
             )
@@ -101,7 +114,7 @@ def test_one_step_under_strategy_matches_one_device_on_the_global_batch():
         model.fit(_dataset(views), epochs=1, verbose=0)
         return (
             [w.numpy() for w in model.encoder.weights],
-            [w.numpy() for w in model.key_encoder.weights],
+            [w.numpy() for w in model.momentum_encoder.weights + model.momentum_head.weights],
             model.queue().numpy(),
         )
 
@@ -147,10 +160,11 @@ def test_shuffle_across_replicas_mixes_the_global_batch_and_restores_order():
 
 @pytest.mark.parametrize("bn_splits", [1, 2])
 def test_key_order_restored_in_the_trainer(bn_splits):
-    model = MoCoModel(_encoder(bn=False), queue_size=16, shuffle_bn=True, bn_splits=bn_splits)
+    model = _moco(_encoder(bn=False), queue_size=16, shuffle_bn=True, bn_splits=bn_splits)
     images = _views(8)["key"]
-    keys = model._encode_keys(tf.constant(images)).numpy()
-    expected = tf.math.l2_normalize(model.key_encoder(images), axis=-1).numpy()
+    keys = model.encode_keys(tf.constant(images), training=True).numpy()
+    expected = model.momentum_head(model.momentum_encoder(images, training=True))
+    expected = tf.math.l2_normalize(expected, axis=-1).numpy()
     np.testing.assert_allclose(keys, expected, atol=1e-6)
 
 
@@ -162,9 +176,10 @@ def test_multi_crop_clsa():
     rng = np.random.default_rng(0)
     img = lambda s: rng.normal(size=(8, s, s, 3)).astype("float32")  # noqa: E731
     x = {"query": (img(8), img(6)), "key": img(8), "strong": (img(8), img(6), img(6))}
-    model = MoCoModel(encoder, queue_size=8, clsa=True, seed=0)
-    terms, _ = model.compute_losses(x["query"], x["key"], x["strong"])
-    single, _ = model.compute_losses(x["query"][:1], x["key"], x["strong"][:1])
+    model = _moco(encoder, queue_size=8, clsa=True, seed=0)
+    terms, _ = model.compute_terms(model.parse_batch(x), training=True)
+    single_x = {"query": x["query"][:1], "key": x["key"], "strong": x["strong"][:1]}
+    single, _ = model.compute_terms(model.parse_batch(single_x), training=True)
     # 2 contrastive terms and 2 x 3 DDM terms, each about log(K + 1) at initialisation.
     assert terms["contrastive_loss"] > 1.5 * single["contrastive_loss"]
     assert terms["ddm_loss"] > 4.5 * single["ddm_loss"]
@@ -175,26 +190,28 @@ def test_multi_crop_clsa():
 
 
 def test_keras_round_trip_keeps_queue_and_momentum_weights(tmp_path):
-    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, seed=1, clsa=True, mixco=True)
+    model = _moco(_encoder(), queue_size=16, momentum=0.9, seed=1, clsa=True, mixco=True)
     model.compile(optimizer="adam")
     model.fit(_dataset(_views(8)), epochs=1, verbose=0)
     images = _views(4)["query"]
     restored = harness.assert_keras_round_trip(model, images, tmp_path)
-    for a, b in zip(model.key_encoder.weights + model.queue.weights,
-                    restored.key_encoder.weights + restored.queue.weights):
+    momentum = lambda m: m.momentum_encoder.weights + m.momentum_head.weights  # noqa: E731
+    for a, b in zip(momentum(model) + model.queue.weights,
+                    momentum(restored) + restored.queue.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(restored.queue.pointer.numpy()) == 8
-    assert restored.key_encoder.trainable_weights == []
+    assert restored.momentum_encoder.trainable_weights == []
+    assert restored.momentum_head.trainable_weights == []
     harness.assert_config_round_trip(model)
 
 
 def test_save_weights_round_trip(tmp_path):
-    model = MoCoModel(_encoder(), queue_size=16, seed=1)
+    model = _moco(_encoder(), queue_size=16, seed=1)
     model.compile(optimizer="adam")
     model.fit(_dataset(_views(8)), epochs=1, verbose=0)
     path = str(tmp_path / "moco.weights.h5")
     model.save_weights(path)
-    other = MoCoModel(_encoder(), queue_size=16, seed=2)
+    other = _moco(_encoder(), queue_size=16, seed=2)
     other.load_weights(path)
     for a, b in zip(model.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -202,23 +219,25 @@ def test_save_weights_round_trip(tmp_path):
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="temperature=0"):
-        MoCoModel(_encoder(), queue_size=8, temperature=0)
+        _moco(_encoder(), queue_size=8, temperature=0)
     with pytest.raises(ValueError, match="bn_splits=0"):
-        MoCoModel(_encoder(), queue_size=8, bn_splits=0)
-    with pytest.raises(ValueError, match="dim=3"):
-        MoCoModel(_encoder(), queue_size=8, dim=3)
+        _moco(_encoder(), queue_size=8, bn_splits=0)
+    with pytest.raises(ValueError, match="queue_size=0"):
+        _moco(_encoder(), queue_size=0)
+    with pytest.raises(ValueError, match="momentum=1.5"):
+        _moco(_encoder(), momentum=1.5)
     views = _views(8)
-    model = MoCoModel(_encoder(), queue_size=16, clsa=True)
+    model = _moco(_encoder(), queue_size=16, clsa=True)
     model.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match="needs strong views"):
+    with pytest.raises(ValueError, match="needs strong views in the batch"):
         model.fit(_dataset({"query": views["query"], "key": views["key"]}), verbose=0)
     with pytest.raises(ValueError, match="expects batches"):
         model.fit(_dataset({"query": views["query"]}), verbose=0)
-    model = MoCoModel(_encoder(), queue_size=16)
+    model = _moco(_encoder(), queue_size=16)
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="size=16, global batch=6"):
         model.fit(_dataset(views, batch=6), verbose=0)
-    model = MoCoModel(_encoder(), queue_size=14, mixco=True)
+    model = _moco(_encoder(), queue_size=14, mixco=True)
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="even batch size"):
         model.fit(_dataset(views, batch=7), verbose=0)
@@ -235,7 +254,7 @@ def _info_nce_numpy(q, k, negatives, temperature):
 
 
 def test_evaluate_runs_in_inference_mode_and_leaves_the_model_unchanged():
-    model = MoCoModel(_encoder(), queue_size=16, momentum=0.9, clsa=True, mixco=True, seed=1)
+    model = _moco(_encoder(), queue_size=16, momentum=0.9, clsa=True, mixco=True, seed=1)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     model.fit(_dataset(_views()), epochs=2, verbose=0)  # Real BN statistics and queue.
     before = [v.numpy().copy() for v in model.variables]
@@ -243,7 +262,7 @@ def test_evaluate_runs_in_inference_mode_and_leaves_the_model_unchanged():
     first = model.evaluate(_dataset(views), verbose=0, return_dict=True)
     second = model.evaluate(_dataset(views), verbose=0, return_dict=True)
     assert first == second  # Fixed mixing seed: repeatable.
-    assert set(first) == {"loss", "contrastive_loss", "ddm_loss", "mixco_loss"}
+    assert set(first) == {"loss", "contrastive_loss", "ddm_loss", "mixco_loss", "z_std"}
     for variable, value in zip(model.variables, before):  # BN, queue, seeds, weights.
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
 
@@ -251,11 +270,97 @@ def test_evaluate_runs_in_inference_mode_and_leaves_the_model_unchanged():
         x = np.asarray(x, "float64")
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
-    q = normalized(model.encoder(views["query"], training=False))
-    k = normalized(model.key_encoder(views["key"], training=False))
+    q = normalized(model.head(model.encoder(views["query"], training=False), training=False))
+    k = normalized(
+        model.momentum_head(model.momentum_encoder(views["key"], training=False), training=False)
+    )
     expected = _info_nce_numpy(q, k, np.asarray(model.queue()), model.temperature)
     np.testing.assert_allclose(first["contrastive_loss"], expected, rtol=1e-5)
     # Training-mode BatchNorm would give another value.
-    q_train = normalized(model.encoder(views["query"], training=True))
+    q_train = normalized(model.head(model.encoder(views["query"], training=True)))
     assert abs(_info_nce_numpy(q_train, k, np.asarray(model.queue()), model.temperature)
                - expected) > 1e-3
+
+
+def _softmax_rows(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _ddm_numpy(weak, strong, keys, temperature):
+    """Loop-based CLSA DDM: -sum_j p_weak_ij log p_strong_ij over the key set, row mean."""
+    losses = []
+    for i in range(len(weak)):
+        w = np.array([weak[i] @ k for k in keys], "float64") / temperature
+        s = np.array([strong[i] @ k for k in keys], "float64") / temperature
+        p = np.exp(w - w.max()) / np.sum(np.exp(w - w.max()))
+        log_q = s - s.max() - np.log(np.sum(np.exp(s - s.max())))
+        losses.append(-np.sum(p * log_q))
+    return float(np.mean(losses))
+
+
+def _batch_negatives_info_nce_numpy(q, keys, queue, temperature):
+    """InfoNCE with every batch key and the queue in the softmax; positive = own key."""
+    losses = []
+    for i in range(len(q)):
+        logits = np.array([q[i] @ k for k in list(keys) + list(queue)], "float64") / temperature
+        m = logits.max()
+        losses.append(np.log(np.sum(np.exp(logits - m))) + m - logits[i])
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("batch_negatives", [False, True])
+def test_clsa_on_moco_contrasts_against_batch_keys_and_queue(batch_negatives):
+    """CLSA's reference: DDM (and, with batch_negatives, InfoNCE) over [batch keys, queue]."""
+    model = _moco(
+        _encoder(), queue_size=16, clsa=True, seed=1, batch_negatives=batch_negatives
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(_dataset(_views()), epochs=1, verbose=0)
+    views = _views(8, seed=5)
+    result = model.evaluate(_dataset(views), verbose=0, return_dict=True)
+
+    def normalized(x):
+        x = np.asarray(x, "float64")
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    def online(images):
+        return normalized(model.head(model.encoder(images, training=False), training=False))
+
+    q, s = online(views["query"]), online(views["strong"])
+    k = normalized(
+        model.momentum_head(model.momentum_encoder(views["key"], training=False), training=False)
+    )
+    queue = np.asarray(model.queue(), "float64")
+    key_set = np.concatenate([k, queue])
+    np.testing.assert_allclose(result["ddm_loss"], _ddm_numpy(q, s, key_set, 0.2), rtol=1e-5)
+    if batch_negatives:
+        expected = _batch_negatives_info_nce_numpy(q, k, queue, model.temperature)
+    else:
+        expected = _info_nce_numpy(q, k, queue, model.temperature)
+    np.testing.assert_allclose(result["contrastive_loss"], expected, rtol=1e-5)
+    # Only the own key and the queue in the DDM rows would give another value.
+    own_only = np.mean(
+        [_ddm_numpy(q[i : i + 1], s[i : i + 1], np.concatenate([k[i : i + 1], queue]), 0.2)
+         for i in range(len(q))]
+    )
+    assert abs(own_only - result["ddm_loss"]) > 1e-4
+
+
+def test_symmetric_adds_the_reverse_direction():
+    model = _moco(_encoder(bn=False), queue_size=16, seed=1, symmetric=True)
+    views = _views(8, seed=2)
+    terms, outputs = model.compute_terms(model.parse_batch(views), training=False)
+
+    def normalized(x):
+        x = np.asarray(x, "float64")
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    online = lambda x: normalized(model.head(model.encoder(x)))  # noqa: E731
+    momentum = lambda x: normalized(model.momentum_head(model.momentum_encoder(x)))  # noqa: E731
+    queue = np.asarray(model.queue(), "float64")
+    expected = _info_nce_numpy(
+        online(views["query"]), momentum(views["key"]), queue, model.temperature
+    ) + _info_nce_numpy(online(views["key"]), momentum(views["query"]), queue, model.temperature)
+    np.testing.assert_allclose(float(terms["contrastive_loss"]), expected, rtol=1e-5)
