@@ -64,7 +64,7 @@ def queue_supcon_loss(
                 f"`{name}` must be int class ids. Received: {name}.dtype={value.dtype.name}"
             )
         _check_rank(value, 1, name, "[n] int class ids")
-    logits = tf.matmul(anchors, keys, transpose_b=True) / tf.cast(temperature, anchors.dtype)
+    logits = tf.matmul(anchors, keys, transpose_b=True) / tf.constant(temperature, anchors.dtype)
     log_prob = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
     positives = tf.cast(
         tf.equal(tf.cast(labels, tf.int64)[:, None], tf.cast(key_labels, tf.int64)[None, :]),

@@ -74,7 +74,7 @@ def test_moco_key_encoder_follows_ema_after_each_optimizer_step():
     m = 0.7
     model = MoCoModel(_encoder(), queue_size=8, momentum=m, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.5))
-    pairs = momentum_pairs(model.encoder, model.key_encoder)
+    pairs = model._momentum_pairs
     assert not any(
         v is t for v in model.trainable_variables for _, t in pairs
     ), "key-encoder variables must not be trainable"
@@ -104,11 +104,11 @@ def test_key_encoder_gets_no_gradient():
     # momentum=1: only gradients could change the key encoder, and none may reach it.
     model = MoCoModel(_encoder(), queue_size=8, momentum=1.0, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(1.0))
-    before = [t.numpy() for _, t in momentum_pairs(model.encoder, model.key_encoder)]
+    before = [t.numpy() for _, t in model._momentum_pairs]
     rng = np.random.default_rng(0)
     x = {k: rng.normal(size=(8, 8, 8, 3)).astype("float32") for k in ("query", "key")}
     model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=1, verbose=0)
-    after = [t.numpy() for _, t in momentum_pairs(model.encoder, model.key_encoder)]
+    after = [t.numpy() for _, t in model._momentum_pairs]
     for b, a in zip(before, after):
         np.testing.assert_array_equal(a, b)
 

@@ -93,3 +93,44 @@ def test_bad_inputs():
         queue.enqueue(np.ones((4, 2), "float32"))
     with pytest.raises(ValueError, match="keys.shape"):
         queue.enqueue(np.ones((2, 3), "float32"))
+
+
+def test_labelled_queue_is_fifo_for_keys_and_labels():
+    queue = KeyQueue(size=6, dim=2, seed=0, with_labels=True)
+    np.testing.assert_array_equal(queue.labels.numpy(), [-1] * 6)
+    for step in range(4):
+        keys = np.full((2, 2), step, "float32")
+        queue.enqueue(keys, labels=np.array([10 * step, 10 * step + 1]))
+    # 4 batches of 2 into 6 slots: batch 3 overwrote batch 0 in rows 0-1.
+    np.testing.assert_array_equal(queue.labels.numpy(), [30, 31, 10, 11, 20, 21])
+    np.testing.assert_array_equal(queue().numpy()[:, 0], [3, 3, 1, 1, 2, 2])
+    assert int(queue.pointer.numpy()) == 2
+
+
+def test_labelled_queue_requires_labels_and_round_trips():
+    queue = KeyQueue(size=4, dim=2, with_labels=True)
+    with pytest.raises(ValueError, match="with_labels=True"):
+        queue.enqueue(np.ones((2, 2), "float32"))
+    with pytest.raises(ValueError, match="with_labels=False"):
+        KeyQueue(size=4, dim=2).enqueue(np.ones((2, 2), "float32"), labels=[0, 1])
+    assert KeyQueue.from_config(queue.get_config()).with_labels
+
+
+def test_labelled_queue_gathers_labels_across_replicas():
+    strategy = harness.mirrored_strategy()
+    with strategy.scope():
+        queue = KeyQueue(size=8, dim=2, with_labels=True)
+
+    @tf.function
+    def step(keys, labels):
+        strategy.run(lambda k, l: queue.enqueue(k, labels=l), args=(keys, labels))
+
+    keys = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.fill([2, 2], float(ctx.replica_id_in_sync_group))
+    )
+    labels = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([0, 1]) + 10 * ctx.replica_id_in_sync_group
+    )
+    step(keys, labels)
+    for component in queue.labels.value.values:  # every replica holds the global batch
+        np.testing.assert_array_equal(component.numpy()[:4], [0, 1, 10, 11])

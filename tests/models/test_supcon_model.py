@@ -47,14 +47,14 @@ def test_fit_one_step_supcon_and_simclr_changes_weights():
     model = _model(encoder=_tiny_encoder(batch_norm=True))
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
-    assert set(history) == {"loss", "contrastive_loss", "classifier_loss", "classifier_accuracy"}
+    assert set(history) == {"loss", "contrastive_loss", "probe_loss", "probe_accuracy", "z_std"}
     assert np.isfinite(history["loss"][0])
-    # Unlabelled (SimCLR) batches: the contrastive loss alone; the classifier is untouched.
-    classifier_before = [w.numpy().copy() for w in model.classifier.weights]
+    # Unlabelled (SimCLR) batches: the contrastive loss alone; the probe is untouched.
+    classifier_before = [w.numpy().copy() for w in model.probe.weights]
     encoder_before = [w.numpy().copy() for w in model.encoder.trainable_weights]
     history = model.fit(x, batch_size=8, epochs=1, verbose=0).history
     assert np.isfinite(history["contrastive_loss"][0])
-    for b, w in zip(classifier_before, model.classifier.weights):
+    for b, w in zip(classifier_before, model.probe.weights):
         np.testing.assert_array_equal(b, w.numpy())
     assert any(
         not np.array_equal(b, w.numpy())
@@ -73,26 +73,24 @@ def test_loss_matches_direct_computation():
     np.testing.assert_allclose(result["loss"], expected, rtol=1e-5)
 
 
-def test_classifier_trains_on_stop_gradient_features():
+def test_probe_trains_on_stop_gradient_features():
     x, y = _views()
     with_cls = _model(encoder=_tiny_encoder(), num_classes=3)
     without = _model(encoder=_tiny_encoder(), num_classes=None)
-    without.build((None, 2, SIZE, SIZE, 3))
-    with_cls.build((None, 2, SIZE, SIZE, 3))
     without.encoder.set_weights(with_cls.encoder.get_weights())
     without.head.set_weights(with_cls.head.get_weights())
     for m in (with_cls, without):
         m.compile(optimizer=keras.optimizers.SGD(0.5))
         m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    # The classifier's cross-entropy must not reach the encoder.
+    # The probe's cross-entropy must not reach the encoder, but the probe itself trains.
     for a, b in zip(with_cls.encoder.get_weights(), without.encoder.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
+    assert int(with_cls.probe_optimizer.iterations.numpy()) == 1
 
 
 def test_mirrored_strategy_matches_single_device():
     x, y = _views(batch=8)
     reference = _model(encoder=_tiny_encoder(), num_classes=3)
-    reference.build((None, 2, SIZE, SIZE, 3))
     initial = reference.get_weights()
     reference.compile(optimizer=keras.optimizers.SGD(1.0))
     single = reference.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False).history
@@ -100,7 +98,6 @@ def test_mirrored_strategy_matches_single_device():
     strategy = harness.mirrored_strategy()
     with strategy.scope():
         mirrored = _model(encoder=_tiny_encoder(), num_classes=3)
-        mirrored.build((None, 2, SIZE, SIZE, 3))
         mirrored.set_weights(initial)
         mirrored.compile(optimizer=keras.optimizers.SGD(1.0))
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
@@ -168,12 +165,12 @@ def test_bad_inputs():
         SupConModel(encoder, num_classes=1)
     with pytest.raises(ValueError, match="encoder"):
         SupConModel("resnet")
-    with pytest.raises(ValueError, match="classifier_loss_weight"):
-        SupConModel(encoder, classifier_loss_weight=-1.0)
+    with pytest.raises(ValueError, match="queue_size=0"):
+        SupConModel(encoder, queue_size=0)
     model = _model(encoder=encoder)
     model.compile(optimizer="sgd")
     x, y = _views()
-    with pytest.raises(ValueError, match=r"num_views"):
+    with pytest.raises(ValueError, match=r"expects batches"):
         model.fit(x[:, 0], y, batch_size=8, verbose=0)
 
 
