@@ -8,4 +8,6 @@ from keras_contrast import export
 from keras_contrast import layers
 from keras_contrast import losses
 from keras_contrast import models
+from keras_contrast import objectives
 from keras_contrast import optimizers
+from keras_contrast import seeds

@@ -35,6 +35,9 @@ def _serving_outputs(model, images):
     features = encoder(images, training=False)
     outputs = {"embeddings": tf.cast(features, tf.float32)}
     classifier = getattr(model, "classifier", None)
+    if classifier is None and getattr(model, "probe", None) is not None:
+        # A contrastive trainer's online linear probe (float32, on the encoder features).
+        classifier, features = model.probe, tf.cast(features, tf.float32)
     if classifier is not None:
         logits = classifier(features, training=False)
         outputs["probabilities"] = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
@@ -117,7 +120,8 @@ def _check_size(value, name):
 def export_saved_model(model, export_dir, image_size, input_scale=1.0, verbose=False):
     """Writes `model` as a SavedModel with `serving_default` and `serve_encoded` signatures.
 
-    Works for `SupConModel` (with or without its joint classifier), `LinearClassifier`,
+    Works for the contrastive trainers (`SupConModel`, `SimCLRModel`, `MoCoModel`,
+    `BYOLModel`; with `num_classes`, their online probe gives `probabilities`), `LinearClassifier`,
     `ImCLRClassifier` (the graph self-pairs each image, so clients send single images) and
     plain encoders such as `ResNet`. Models that have an `encoder` attribute export
     `embeddings` = encoder features; models with a `classifier` also export

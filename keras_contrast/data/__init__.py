@@ -16,10 +16,12 @@ from keras_contrast.data.info import DatasetInfo, DatasetNotPreparedError
 from keras_contrast.data.pipeline import build_pipeline, distribute, per_replica_batch_size
 from keras_contrast.data.sample import cifar10_sample, cifar10_sample_arrays
 from keras_contrast.data.tfds_source import tfds_source
+from keras_contrast.data.views import ViewMaker
 
 __all__ = [
     "DatasetInfo",
     "DatasetNotPreparedError",
+    "ViewMaker",
     "build_pipeline",
     "cifar10_sample",
     "cifar10_sample_arrays",

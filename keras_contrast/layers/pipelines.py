@@ -6,6 +6,7 @@ from keras_contrast.layers.random_apply import RandomApply
 from keras_contrast.layers.random_gaussian_blur import PerImageGaussianBlur
 from keras_contrast.layers.random_resized_crop import RandomResizedCrop
 from keras_contrast.layers.strong_augment import StrongAugment
+from keras_contrast.seeds import derive_seeds
 
 # CLSA multi-crop (ImageNet scale): strong-crop sizes and their area scales.
 CLSA_CROPS = (
@@ -16,9 +17,10 @@ CLSA_CROPS = (
     (96, (0.086, 0.429)),
 )
 
-
-def _seed(seed, offset):
-    return None if seed is None else seed + offset
+# Seeds derived per pipeline: one per random layer of the weak view (crop, color jitter,
+# its RandomApply, grayscale, blur, flip; the blur's seed is reserved when `blur=False`, so
+# the flip keeps its seed), plus one for the strong view's StrongAugment.
+_WEAK_SEEDS = 6
 
 
 def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=None):
@@ -36,10 +38,15 @@ def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=
         scale: RandomResizedCrop area scale. Defaults to `(0.2, 1.0)`.
         value_range: input/output value range. Defaults to `(0, 255)`.
         blur: include the blur (SimCLR drops it on CIFAR). Defaults to True.
-        seed: base seed; each random layer gets `seed + i`. Defaults to None.
+        seed: `None` or an int >= 0; each random layer gets an independent seed
+            derived from `seed` (`keras_contrast.seeds.derive_seeds`). Defaults to None.
+
+    Returns:
+        A `keras.Sequential` of the layers above.
     """
+    seeds = derive_seeds(seed, _WEAK_SEEDS)
     layers = [
-        RandomResizedCrop(size, size, scale=scale, seed=_seed(seed, 0)),
+        RandomResizedCrop(size, size, scale=scale, seed=seeds[0]),
         RandomApply(
             keras.layers.RandomColorJitter(
                 value_range=value_range,
@@ -47,16 +54,16 @@ def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=
                 contrast_factor=0.4,
                 saturation_factor=(0.375, 0.5833),
                 hue_factor=0.2,
-                seed=_seed(seed, 1),
+                seed=seeds[1],
             ),
             rate=0.8,
-            seed=_seed(seed, 2),
+            seed=seeds[2],
         ),
-        keras.layers.RandomGrayscale(factor=0.2, seed=_seed(seed, 3)),
+        keras.layers.RandomGrayscale(factor=0.2, seed=seeds[3]),
     ]
     if blur:
-        layers.append(PerImageGaussianBlur((0.1, 2.0), rate=0.5, seed=_seed(seed, 4)))
-    layers.append(keras.layers.RandomFlip("horizontal", seed=_seed(seed, 5)))
+        layers.append(PerImageGaussianBlur((0.1, 2.0), rate=0.5, seed=seeds[4]))
+    layers.append(keras.layers.RandomFlip("horizontal", seed=seeds[5]))
     return keras.Sequential(layers)
 
 
@@ -66,10 +73,11 @@ def clsa_strong_pipeline(
     """CLSA's strong view: the weak view followed by `StrongAugment`.
 
     `strong_kwargs` go to `StrongAugment` (e.g. `num_ops`, `rate`). For the
-    multi-crop, build one per entry of `CLSA_CROPS`.
+    multi-crop, build one per entry of `CLSA_CROPS`. Each random layer gets an
+    independent seed derived from `seed` (`keras_contrast.seeds.derive_seeds`); the weak
+    part is seeded as `weak_pipeline(..., seed=seed)`.
     """
     pipeline = weak_pipeline(size, scale, value_range, blur, seed)
-    pipeline.add(
-        StrongAugment(value_range=value_range, seed=_seed(seed, 6), **strong_kwargs)
-    )
+    strong_seed = derive_seeds(seed, _WEAK_SEEDS + 1)[_WEAK_SEEDS]
+    pipeline.add(StrongAugment(value_range=value_range, seed=strong_seed, **strong_kwargs))
     return pipeline
