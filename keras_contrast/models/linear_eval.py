@@ -1,6 +1,8 @@
 """Linear evaluation: a Dense classifier trained on a frozen encoder."""
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -67,7 +69,10 @@ class LinearClassifier(keras.Model):
     def build(self, input_shape):
         if hasattr(self.encoder, "built") and not self.encoder.built:
             self.encoder.build(input_shape)
-        self.classifier.build(tuple(self.encoder.compute_output_shape(tuple(input_shape))))
+        if not self.classifier.built:
+            self.classifier.build(
+                tuple(self.encoder.compute_output_shape(tuple(input_shape)))
+            )
         self.built = True
 
     def embed(self, images):
@@ -99,6 +104,18 @@ class LinearClassifier(keras.Model):
         return cls(**config)
 
 
+def _embed_dataset(encoder, data):
+    """`(features, labels, image_shape)` of a batched `(images, labels)` dataset."""
+    features, labels, image_shape = [], [], None
+    for images, batch_labels in data:
+        image_shape = tuple(images.shape[1:])
+        features.append(np.asarray(tf.cast(encoder(images, training=False), tf.float32)))
+        labels.append(np.asarray(batch_labels).reshape(-1))
+    if not features:
+        raise ValueError("The dataset given for linear evaluation is empty.")
+    return np.concatenate(features), np.concatenate(labels), image_shape
+
+
 def linear_evaluation(
     encoder,
     train_data,
@@ -107,46 +124,93 @@ def linear_evaluation(
     epochs=10,
     optimizer=None,
     verbose=0,
+    cache_features=False,
+    batch_size=256,
+    seed=None,
 ):
     """Two-stage evaluation: trains a linear classifier on a frozen encoder, returns accuracy.
 
     Builds a `LinearClassifier` (which freezes `encoder`, BatchNorm in inference mode),
     trains it with softmax cross-entropy on `train_data` and reports top-1 accuracy on
-    `eval_data`.
+    `eval_data`. Two protocols:
+
+    - `cache_features=False` (the references' protocol when `train_data` is augmented, e.g.
+      random crop + flip as SupContrast and MoCo train their linear classifiers): every
+      epoch runs the frozen encoder on `train_data`.
+    - `cache_features=True` (cheap): the encoder embeds `train_data` and `eval_data` once
+      (inference mode), and the linear layer trains on the cached features, shuffled every
+      epoch in batches of `batch_size`; hundreds of epochs cost seconds. Without
+      augmentation the two give the same classifier for the same optimizer and order; with
+      augmented `train_data` caching embeds one augmented copy only.
 
     Args:
-        encoder: the pretrained encoder, e.g. `supcon_model.encoder`. It is frozen in place.
+        encoder: the pretrained encoder, e.g. `model.encoder`. It is frozen in place.
         train_data: a `tf.data.Dataset` (or anything `fit` accepts as `x`) of batched
-            `(images, int_labels)`.
+            `(images, int_labels)`; with `cache_features=True` an iterable of batched
+            `(images, labels)`.
         eval_data: the same for the split to report.
         num_classes: number of classes.
         epochs: training epochs of the classifier. Defaults to `10`.
         optimizer: a Keras optimizer. Defaults to `keras.optimizers.Adam(1e-3)`.
         verbose: passed to `fit`. Defaults to `0`.
+        cache_features: embed once and train on cached features. Defaults to `False`.
+        batch_size: batch size on cached features. Defaults to `256`.
+        seed: shuffle seed on cached features. Defaults to `None`.
 
     Returns:
         A tuple `(accuracy, classifier)`: top-1 accuracy on `eval_data` as a Python float,
-        and the trained `LinearClassifier`.
+        and the trained `LinearClassifier` (images in, logits out, also with cached
+        features).
 
     Example:
 
     ```python
     accuracy, classifier = linear_evaluation(
-        model.encoder, train_ds, test_ds, num_classes=10, epochs=20)
+        model.encoder, train_ds, test_ds, num_classes=10, epochs=100, cache_features=True,
+        optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 100 * steps),
+                                       momentum=0.9))
     ```
 
     References:
         - [Khosla et al., Supervised Contrastive Learning, 2020](
           https://arxiv.org/abs/2004.11362)
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int. Received: epochs={epochs!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    optimizer = optimizer if optimizer is not None else keras.optimizers.Adam(1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     classifier = LinearClassifier(encoder, num_classes)
-    classifier.compile(
-        optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    if not cache_features:
+        classifier.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        classifier.fit(train_data, epochs=epochs, verbose=verbose)
+        result = classifier.evaluate(eval_data, verbose=verbose, return_dict=True)
+        return float(result["accuracy"]), classifier
+    train_features, train_labels, image_shape = _embed_dataset(encoder, train_data)
+    eval_features, eval_labels, _ = _embed_dataset(encoder, eval_data)
+    head = keras.Sequential(
+        [keras.Input((train_features.shape[-1],)), classifier.classifier], name="linear_head"
+    )
+    head.compile(
+        optimizer=optimizer,
+        loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    classifier.fit(train_data, epochs=epochs, verbose=verbose)
-    result = classifier.evaluate(eval_data, verbose=verbose, return_dict=True)
-    return float(result["accuracy"]), classifier
+    cached = (
+        tf.data.Dataset.from_tensor_slices((train_features, train_labels))
+        .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    head.fit(cached, epochs=epochs, verbose=verbose)
+    classifier.build((None,) + image_shape)  # the trained Dense is the classifier's
+    accuracy = head.evaluate(
+        eval_features, eval_labels, batch_size=batch_size, verbose=verbose, return_dict=True
+    )["accuracy"]
+    return float(accuracy), classifier

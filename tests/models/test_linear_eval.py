@@ -81,3 +81,29 @@ def test_unfrozen_encoder_trains_end_to_end(tmp_path):
     assert clone.freeze_encoder is False
     restored = harness.assert_keras_round_trip(model, x, tmp_path, atol=1e-5)
     assert restored.encoder.trainable
+
+
+def test_cached_features_protocol_matches_the_classifier_on_images():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6, 6, 3)).astype("float32")
+    labels = np.repeat(np.arange(3), 20).astype("int32")
+    images = centers[labels] + 0.3 * rng.normal(size=(60, 6, 6, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    encoder = keras.Sequential(
+        [keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+         keras.layers.GlobalAveragePooling2D()]
+    )
+    before = [w.numpy().copy() for w in encoder.weights]
+    accuracy, classifier = linear_evaluation(
+        encoder, data, data, num_classes=3, epochs=30, cache_features=True, batch_size=8,
+        optimizer=keras.optimizers.SGD(0.5, momentum=0.9), seed=0,
+    )
+    assert classifier.built
+    assert accuracy > 0.6  # three well separated clusters
+    # The reported accuracy is the returned classifier's on images (same Dense weights).
+    predicted = np.argmax(classifier.predict(images, verbose=0), axis=-1)
+    np.testing.assert_allclose(accuracy, np.mean(predicted == labels), atol=1e-6)
+    for b, w in zip(before, encoder.weights):  # frozen, BN statistics included
+        np.testing.assert_array_equal(b, w.numpy())
+    with pytest.raises(ValueError, match="batch_size=0"):
+        linear_evaluation(encoder, data, data, 3, cache_features=True, batch_size=0)
