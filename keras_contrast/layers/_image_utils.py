@@ -1,6 +1,17 @@
 """Private helpers shared by the keras_contrast preprocessing layers."""
 
+import math
+
 import tensorflow as tf
+
+
+def is_finite_number(value):
+    """True for an int or float (not a bool) that is neither NaN nor infinite."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def validate_value_range(value_range, name="value_range"):
@@ -8,18 +19,18 @@ def validate_value_range(value_range, name="value_range"):
     if (
         not isinstance(value_range, (tuple, list))
         or len(value_range) != 2
-        or not all(isinstance(v, (int, float)) for v in value_range)
+        or not all(is_finite_number(v) for v in value_range)
         or value_range[0] >= value_range[1]
     ):
         raise ValueError(
-            f"`{name}` must be a tuple `(low, high)` with low < high. "
+            f"`{name}` must be a tuple `(low, high)` of finite numbers with low < high. "
             f"Received: {name}={value_range}"
         )
     return tuple(value_range)
 
 
 def validate_probability(value, name):
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_finite_number(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
     return value
 
@@ -29,7 +40,7 @@ def validate_range(value, name, low=None, high=None, allow_equal=True):
     ok = (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and all(isinstance(v, (int, float)) for v in value)
+        and all(is_finite_number(v) for v in value)
         and (value[0] <= value[1] if allow_equal else value[0] < value[1])
     )
     if ok and low is not None:
@@ -39,7 +50,7 @@ def validate_range(value, name, low=None, high=None, allow_equal=True):
     if not ok:
         bounds = f" within [{low}, {high}]" if low is not None else ""
         raise ValueError(
-            f"`{name}` must be a pair `(min, max)` with min <= max{bounds}. "
+            f"`{name}` must be a pair `(min, max)` of finite numbers with min <= max{bounds}. "
             f"Received: {name}={value}"
         )
     return tuple(value)

@@ -99,7 +99,16 @@ class ImCLRPairing(BaseImagePreprocessingLayer):
                     "Integer labels `[B]` need `num_classes`. Received: "
                     f"num_classes=None, labels.shape={labels.shape}"
                 )
-            return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+            labels = tf.cast(labels, tf.int32)
+            # Out-of-range ids would silently become all-zero one-hot rows.
+            check = tf.debugging.assert_equal(
+                tf.reduce_all((labels >= 0) & (labels < self.num_classes)),
+                True,
+                message=f"ImCLRPairing: `labels` must be class ids in [0, {self.num_classes}) "
+                f"(num_classes={self.num_classes}); received ids outside that range",
+            )
+            with tf.control_dependencies([check]):
+                return tf.one_hot(labels, self.num_classes)
         if labels.shape.rank == 2:
             return tf.cast(labels, self.compute_dtype)
         raise ValueError(

@@ -6,6 +6,8 @@ from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing
     BaseImagePreprocessingLayer,
 )
 
+from keras_contrast.layers import _image_utils
+
 
 @keras.saving.register_keras_serializable(package="keras_contrast")
 class MixCoMixing(BaseImagePreprocessingLayer):
@@ -47,17 +49,17 @@ class MixCoMixing(BaseImagePreprocessingLayer):
 
     def __init__(self, alpha=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha}")
+        if not _image_utils.is_finite_number(alpha) or alpha <= 0:
+            raise ValueError(f"`alpha` must be a finite number > 0. Received: alpha={alpha}")
         self.alpha = alpha
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
         self.supports_jit = False
 
     def _check(self, images):
-        if images.shape.rank is None or images.shape.rank < 2:
+        if images.shape.rank != 4:
             raise ValueError(
-                "`images` must be a batch `[B, ...]` with B even. "
+                "`images` must be a batch of images `[B, H, W, C]` with B even. "
                 f"Received: images.shape={images.shape}"
             )
         batch = images.shape[0]

@@ -68,6 +68,13 @@ def mixco_targets(mix_weights, num_keys):
             raise ValueError(
                 f"`mix_weights` must lie in [0, 1]. Received: mix_weights={values}"
             )
+    else:  # inside tf.function / tf.data: the same check at run time
+        in_range = tf.reduce_all((lam >= 0) & (lam <= 1))  # False for NaN too
+        check = tf.debugging.assert_equal(
+            in_range, True, message="mixco_targets: `mix_weights` must lie in [0, 1]"
+        )
+        with tf.control_dependencies([check]):
+            lam = tf.identity(lam)
     rows = tf.range(tf.shape(lam)[0])
     half_t = tf.shape(lam)[0]
     return lam[:, None] * tf.one_hot(rows, num_keys, dtype=lam.dtype) + (1.0 - lam)[:, None] * tf.one_hot(

@@ -113,6 +113,29 @@ def _validate_inputs(labels, features, contrast_mode):
         )
 
 
+def _check_hard_labels(labels):
+    """One-hot / multi-hot `[batch, classes]` labels must hold only 0 and 1.
+
+    Soft labels (label smoothing, mixing) have every entry > 0, so "shares a class" would make
+    every pair of samples positives. Raises `ValueError` eagerly; inside `tf.function` the
+    same check runs as a `tf.debugging` assertion.
+    """
+    if labels.shape.rank != 2 or labels.shape[-1] == 1:
+        return labels
+    binary = tf.reduce_all(tf.logical_or(tf.equal(labels, 0), tf.equal(labels, 1)))
+    message = (
+        "`labels` of shape [batch, classes] must be one-hot or multi-hot (only 0 and 1); "
+        "soft labels (label smoothing, mixup) would make every pair of samples positives. "
+        "Pass class ids (e.g. argmax) instead."
+    )
+    if tf.executing_eagerly():
+        if not bool(binary):
+            raise ValueError(f"{message} Received: labels with values {np.unique(labels)[:6]}")
+        return labels
+    with tf.control_dependencies([tf.debugging.assert_equal(binary, True, message=message)]):
+        return tf.identity(labels)
+
+
 def supcon_loss(
     labels,
     features,
@@ -205,6 +228,8 @@ def supcon_loss(
     features = tf.convert_to_tensor(features)
     labels = None if labels is None else tf.convert_to_tensor(labels)
     _validate_inputs(labels, features, contrast_mode)
+    if labels is not None:
+        labels = _check_hard_labels(labels)
 
     num_views = features.shape[1]
     if features.dtype != tf.float64:
