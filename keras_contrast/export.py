@@ -90,7 +90,34 @@ def _check_images(images, height, width):
         return tf.identity(images)
 
 
-def _decode(image_bytes, height, width):
+def _is_image_file(image_bytes):
+    """Whether the bytes start like a JPEG, PNG, GIF or BMP file (what decode_image reads)."""
+    head = tf.strings.substr(image_bytes, 0, 4)
+    return tf.reduce_any(
+        tf.stack(
+            [
+                tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"),
+                tf.equal(head, b"\x89PNG"),
+                tf.equal(head, b"GIF8"),
+                tf.equal(tf.strings.substr(head, 0, 2), b"BM"),
+            ]
+        )
+    )
+
+
+def _decode(image_bytes, height, width, index=None):
+    if index is not None:
+        check = tf.debugging.Assert(
+            _is_image_file(image_bytes),
+            [
+                "`image_bytes` must hold JPEG, PNG, GIF or BMP files; this entry is not one "
+                "(empty, text, or another format). Index in the batch:",
+                index,
+            ],
+            name="check_image_bytes",
+        )
+        with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image = tf.cast(image, tf.float32)
     image.set_shape([None, None, 3])
@@ -161,16 +188,27 @@ def export_saved_model(model, export_dir, image_size, input_scale=1.0, verbose=F
         raise ValueError(f"`input_scale` must be > 0. Received: input_scale={input_scale!r}")
     input_scale = float(input_scale)
 
+    def outputs_for(images):
+        # An empty batch gives empty outputs: the model runs on one blank image and the
+        # result is sliced to zero rows (some layers cannot run on a batch of 0).
+        count = tf.shape(images)[0]
+        padded = tf.cond(
+            count > 0, lambda: images, lambda: tf.zeros([1, height, width, 3], images.dtype)
+        )
+        outputs = serving_outputs(model, padded, input_scale)
+        return {name: value[:count] for name, value in outputs.items()}
+
     def serve(images):
-        return serving_outputs(model, _check_images(images, height, width), input_scale)
+        return outputs_for(_check_images(images, height, width))
 
     def serve_encoded(image_bytes):
+        indices = tf.range(tf.shape(image_bytes)[0])
         images = tf.map_fn(
-            lambda b: _decode(b, height, width),
-            image_bytes,
+            lambda args: _decode(args[0], height, width, index=args[1]),
+            (image_bytes, indices),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
         )
-        return serving_outputs(model, images, input_scale)
+        return outputs_for(images)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -189,3 +189,28 @@ def test_bad_arguments(tmp_path):
         export.serving_outputs(encoder, np.zeros((2, SIZE, SIZE, 1), "float32"))
     with pytest.raises(ValueError, match=r"images.shape=\(16, 16, 3\)"):
         export.serving_outputs(encoder, np.zeros((SIZE, SIZE, 3), "float32"))
+
+
+def test_serving_names_the_bad_image_and_serves_empty_batches(tmp_path):
+    model = SupConModel(ResNet(18, 4, (SIZE, SIZE, 3)), ProjectionHead(8), num_classes=3)
+    export_dir = tmp_path / "supcon" / "1"
+    export.export_saved_model(model, export_dir, image_size=(SIZE, SIZE))
+    served = tf.saved_model.load(str(export_dir))
+    encoded = served.signatures["serve_encoded"]
+    default = served.signatures["serving_default"]
+    good = tf.io.encode_png(np.zeros((SIZE, SIZE, 3), np.uint8)).numpy()
+    for bad in (b"", b"not an image at all", b"RIFF....WEBP"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"Index in the batch:\] \[2\]"):
+            encoded(image_bytes=tf.constant([good, good, bad]))
+    for out in (
+        encoded(image_bytes=tf.constant([], tf.string)),
+        default(images=tf.zeros([0, SIZE, SIZE, 3])),
+    ):
+        assert out["embeddings"].shape == (0, 32)
+        assert out["probabilities"].shape == (0, 3)
+    # Non-finite pixels are not checked: they give NaN outputs (saved_models/README.md).
+    images = np.zeros((2, SIZE, SIZE, 3), "float32")
+    images[1, 0, 0, 0] = np.nan
+    out = default(images=tf.constant(images))
+    assert np.all(np.isfinite(out["probabilities"].numpy()[0]))
+    assert np.all(np.isnan(out["probabilities"].numpy()[1]))
