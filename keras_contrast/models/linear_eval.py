@@ -59,6 +59,11 @@ class LinearClassifier(keras.Model):
             )
         if freeze_encoder:
             encoder.trainable = False
+            # A model rebuilt from a config with `trainable=False` (e.g. when loading a
+            # `.keras` file) keeps its variables flagged trainable, and the parent model
+            # would collect them; flag them here so only the classifier trains.
+            for variable in getattr(encoder, "variables", []):
+                variable.trainable = False
         self.encoder = encoder
         self.num_classes = num_classes
         self.freeze_encoder = bool(freeze_encoder)

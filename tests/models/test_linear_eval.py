@@ -107,3 +107,30 @@ def test_cached_features_protocol_matches_the_classifier_on_images():
         np.testing.assert_array_equal(b, w.numpy())
     with pytest.raises(ValueError, match="batch_size=0"):
         linear_evaluation(encoder, data, data, 3, cache_features=True, batch_size=0)
+
+
+def test_keras_round_trip_keeps_the_optimizer_state_and_the_frozen_encoder(tmp_path):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+    y = np.arange(16) % 3
+    classifier = LinearClassifier(ResNet(18, 4, (8, 8, 3)), 3)
+    classifier.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    classifier.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "linear.keras")
+    classifier.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0.1.0: "Skipping variable loading for optimizer"
+        restored = keras.saving.load_model(path)
+    assert len(restored.trainable_variables) == 2  # the Dense only
+    for a, b in zip(classifier.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Resuming continues: one more epoch from either gives the same weights.
+    classifier.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    restored.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(classifier.get_weights(), restored.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
