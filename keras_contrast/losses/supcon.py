@@ -16,6 +16,11 @@ DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
 # real logit, yet a row made only of it stays finite, so its (discarded) gradient is not NaN.
 _MASKED_LOGIT = -1e9
 
+# `chunk_size="auto"`: global batches above this many samples are computed in blocks of
+# `AUTO_CHUNK_SIZE` (at B = 4096 x 2 views: 0.08x the unchunked peak memory, BENCHMARKS.md).
+AUTO_CHUNK_THRESHOLD = 2048
+AUTO_CHUNK_SIZE = 512
+
 
 def _validate_hyperparameters(
     temperature, base_temperature, contrast_mode, summation_location, denominator_mode,
@@ -50,11 +55,12 @@ def _validate_hyperparameters(
             "`positives_cap` must be None or an int >= 0. "
             f"Received: positives_cap={positives_cap!r}"
         )
-    if chunk_size is not None and (
+    if chunk_size is not None and chunk_size != "auto" and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise ValueError(
-            f"`chunk_size` must be None or an int >= 1. Received: chunk_size={chunk_size!r}"
+            "`chunk_size` must be None, 'auto' or an int >= 1. "
+            f"Received: chunk_size={chunk_size!r}"
         )
 
 
@@ -147,7 +153,7 @@ def supcon_loss(
     positives_cap=None,
     normalize=False,
     gather_across_replicas=True,
-    chunk_size=None,
+    chunk_size="auto",
 ):
     r"""Supervised contrastive loss per sample (SupCon; SimCLR's NT-Xent without labels).
 
@@ -204,7 +210,10 @@ def supcon_loss(
             gradient, recomputes each block (a `tf.custom_gradient`), so memory grows as
             `chunk_size * anchor views * views * global batch` instead of with the batch
             squared; results agree with `None` to float32 round-off, for every option and
-            under `tf.distribute`. Costs one extra forward pass. Defaults to `None`.
+            under `tf.distribute`. Costs one extra forward pass. `"auto"` chunks (blocks of
+            512) when the static global batch (local batch x replicas) exceeds 2,048
+            samples, and otherwise computes at once (also when the batch size is only known
+            at run time). Defaults to `"auto"`.
 
     Returns:
         tensor `[batch]`, the loss of each local sample: float32, or float64 for float64
@@ -269,6 +278,7 @@ def supcon_loss(
         positives_cap=positives_cap,
     )
     anchor_features = features[:, :num_anchor_views]
+    chunk_size = _resolve_chunk_size(chunk_size, features.shape[0], gather_across_replicas)
     if chunk_size is None or (features.shape[0] is not None and features.shape[0] <= chunk_size):
         # One block holds the whole (static) batch: no recomputation needed.
         anchor_loss = anchor_losses(anchor_features, contrast, same_class, self_sample)
@@ -278,6 +288,16 @@ def supcon_loss(
         )
     scale = 1.0 if base_temperature is None else temperature / base_temperature
     return scale * anchor_loss
+
+
+def _resolve_chunk_size(chunk_size, local_batch, gathered):
+    """`chunk_size="auto"` -> `AUTO_CHUNK_SIZE` above `AUTO_CHUNK_THRESHOLD` samples, else None."""
+    if chunk_size != "auto":
+        return chunk_size
+    if local_batch is None:
+        return None
+    replicas = distribute.num_replicas_in_sync() if gathered else 1
+    return AUTO_CHUNK_SIZE if local_batch * replicas > AUTO_CHUNK_THRESHOLD else None
 
 
 def _anchor_losses(
@@ -484,9 +504,9 @@ class SupConLoss(keras.losses.Loss):
         normalize: L2-normalise the features inside the loss. Defaults to `False`.
         gather_across_replicas: use the global batch as contrast set under a strategy.
             Defaults to `True`.
-        chunk_size: `None`, or compute the logits in blocks of this many samples and
-            recompute them for the gradient, to bound memory at large batches. Defaults to
-            `None`.
+        chunk_size: `None`, `"auto"` (blocks of 512 above a global batch of 2,048), or
+            compute the logits in blocks of this many samples and recompute them for the
+            gradient, to bound memory at large batches. Defaults to `"auto"`.
         reduction: as for any Keras loss. Defaults to `"sum_over_batch_size"`.
         name: Defaults to `"supcon_loss"`.
 
@@ -511,7 +531,7 @@ class SupConLoss(keras.losses.Loss):
         positives_cap=None,
         normalize=False,
         gather_across_replicas=True,
-        chunk_size=None,
+        chunk_size="auto",
         reduction="sum_over_batch_size",
         name="supcon_loss",
         dtype=None,

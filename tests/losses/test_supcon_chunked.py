@@ -173,10 +173,35 @@ def test_loss_class_stores_chunk_size():
     )
 
 
-@pytest.mark.parametrize("chunk_size", [0, -2, 1.5, True])
+@pytest.mark.parametrize("chunk_size", [0, -2, 1.5, True, "big"])
 def test_bad_chunk_size(chunk_size):
-    match = f"`chunk_size` must be None or an int >= 1. Received: chunk_size={chunk_size!r}"
+    match = f"`chunk_size` must be None, 'auto' or an int >= 1. Received: chunk_size={chunk_size!r}"
     with pytest.raises(ValueError, match=match.replace(".", r"\.")):
         supcon_loss(None, random_features(4, 2, 3), chunk_size=chunk_size)
     with pytest.raises(ValueError, match=r"chunk_size="):
         SupConLoss(chunk_size=chunk_size)
+
+
+def test_auto_chunks_large_static_batches_only(monkeypatch):
+    """The default computes big batches in blocks (0.1.0 held the full logits: 0.54x memory)."""
+    from keras_contrast.losses import supcon as supcon_module
+
+    calls = []
+    original = supcon_module._chunked_anchor_losses
+
+    def spy(anchor_losses, chunk_size, *args):
+        calls.append(chunk_size)
+        return original(anchor_losses, chunk_size, *args)
+
+    monkeypatch.setattr(supcon_module, "_chunked_anchor_losses", spy)
+    rng = np.random.default_rng(0)
+    big = supcon_module.AUTO_CHUNK_THRESHOLD + 8
+    features = rng.normal(size=(big, 2, 4)).astype("float32")
+    features /= np.linalg.norm(features, axis=-1, keepdims=True)
+    labels = rng.integers(0, 10, big)
+    auto = supcon_loss(labels, features)
+    assert calls == [supcon_module.AUTO_CHUNK_SIZE]
+    np.testing.assert_allclose(auto, supcon_loss(labels, features, chunk_size=None), atol=1e-5)
+    supcon_loss(labels[:64], features[:64])  # small batch: one block
+    assert calls == [supcon_module.AUTO_CHUNK_SIZE]
+    assert SupConLoss().chunk_size == "auto"
