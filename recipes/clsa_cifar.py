@@ -1,36 +1,53 @@
 r"""CLSA: MoCo-v2 with stronger augmentations and the distribution-divergence loss.
 
+A preset of `pretrain.py` with the settings of CLSA's reference, scaled to CIFAR and a CPU:
+
+* `--base=moco --clsa`: MoCo-v2 plus the DDM loss between the weak query's and the strong
+  view's distributions over the keys (`--clsa_weight`, `--clsa_temperature`: CLSA's defaults,
+  1 and 0.2);
+* `--crops=single|multi` (default single): one strong crop at the image size, or CLSA's five
+  strong crops (224/192/160/128/96 with their area scales, scaled to the image size);
+* `--temperature=0.2` and `--batch_negatives` (the reference contrasts against the other
+  keys of the batch as well as the queue);
+* `--queue_size=4096 --moco_momentum=0.99` (the paper's ImageNet run uses 65536 and 0.999).
+
+Every `pretrain.py` flag works here too; explicit flags override these defaults.
+
     python recipes/clsa_cifar.py                    # single strong crop, shipped sample
     python recipes/clsa_cifar.py --crops=multi      # five strong crops of decreasing size
 
-Ends with one JSON line: the linear-evaluation accuracy and the export path.
+Same as `python recipes/pretrain.py --base=moco --clsa --temperature=0.2 --batch_negatives
+--queue_size=4096 --moco_momentum=0.99`, but exports to `saved_models/clsa_cifar`. Ends with
+one JSON line: the linear-evaluation accuracy, the export path and `crops`.
 """
 
+import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
+import pretrain
+import recipe_config
 from absl import app
-from absl import flags
 
-import common
-
-flags.DEFINE_enum("crops", "single", ["single", "multi"], "Strong crops: one, or five sizes.")
-flags.DEFINE_integer("queue_size", 4096, "MoCo queue length (a multiple of --batch_size).")
-flags.DEFINE_float("moco_momentum", 0.99, "EMA momentum of the key encoder.")
-
-FLAGS = flags.FLAGS
+DEFAULTS = {
+    "base": "moco",
+    "clsa": True,
+    "temperature": 0.2,
+    "batch_negatives": True,
+    "queue_size": 4096,
+    "moco_momentum": 0.99,
+}
 
 
 def main(argv):
     del argv
-    config = common.config_from_flags("clsa_cifar")
-    common.run_moco_recipe(
-        config,
-        clsa=True,
-        crops=FLAGS.crops,
-        queue_size=FLAGS.queue_size,
-        momentum=FLAGS.moco_momentum,
-        extra={"crops": FLAGS.crops},
-    )
+    config = recipe_config.config_from_flags("clsa_cifar")
+    pretrain_config = recipe_config.pretrain_config_from_flags(config)
+    if pretrain_config.base != "moco":
+        raise ValueError(
+            "clsa_cifar.py trains MoCo-v2 + CLSA (use pretrain.py --clsa for the other "
+            f"bases). Received: --base={pretrain_config.base}"
+        )
+    pretrain.run(config, pretrain_config)
 
 
 if __name__ == "__main__":
-    flags.FLAGS.set_default("temperature", 0.2)
+    recipe_flags.set_defaults(DEFAULTS)
     app.run(main)

@@ -13,13 +13,14 @@ At inference the classifier self-pairs its input (`ImCLRClassifier`), inside the
 SavedModel too, so clients send ordinary single images.
 """
 
-from absl import app
-from absl import flags
-
-import common  # First: it configures TensorFlow's allocator before TensorFlow starts.
+import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
+import builders
 import keras
 import numpy as np
+import recipe_config
 import tensorflow as tf
+from absl import app
+from absl import flags
 
 import keras_contrast as kc
 
@@ -44,19 +45,20 @@ def paired_shape(size, axis):
 
 def main(argv):
     del argv
-    config = common.config_from_flags("imclr_cifar")
+    config = recipe_config.config_from_flags("imclr_cifar")
     if not 0 < FLAGS.train_fraction <= 1:
         raise ValueError(
             f"--train_fraction must be in (0, 1]. Received: --train_fraction={FLAGS.train_fraction}"
         )
-    if FLAGS.imclr and FLAGS.axis == "channels" and config.model not in common.CIFAR_RESNETS:
+    cifar_resnet = config.model in recipe_flags.CIFAR_RESNETS
+    if FLAGS.imclr and FLAGS.axis == "channels" and not cifar_resnet:
         raise ValueError(
             "--axis=channels needs a 6-channel input, which keras.applications backbones do "
             f"not take. Use a CIFAR ResNet or --axis=width. Received: --model={config.model}"
         )
-    strategy = common.set_up(config)
-    train, validation, info = common.load_splits(config)
-    size = common.image_size(config, info)
+    strategy = builders.set_up(config)
+    train, validation, info = builders.load_splits(config)
+    size = builders.image_size(config, info)
     if FLAGS.train_fraction < 1:
         every = int(round(1 / FLAGS.train_fraction))
         train = train.enumerate().filter(lambda i, example: i % every == 0).map(
@@ -67,17 +69,23 @@ def main(argv):
         num_examples = info.num_examples
     steps = config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
+    # One independent seed per random layer: layers seeded alike draw the same numbers.
+    flip_seed, translation_seed, randaugment_seed, cutmix_seed, pairing_seed, shuffle_seed = (
+        kc.seeds.derive_seeds(config.seed, 6)
+    )
     augment = keras.Sequential(
         [
-            keras.layers.RandomFlip("horizontal", seed=config.seed),
-            keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=config.seed),
+            keras.layers.RandomFlip("horizontal", seed=flip_seed),
+            keras.layers.RandomTranslation(
+                0.125, 0.125, fill_mode="reflect", seed=translation_seed
+            ),
         ]
-        + ([keras.layers.RandAugment(value_range=(0, 255), seed=config.seed)]
+        + ([keras.layers.RandAugment(value_range=(0, 255), seed=randaugment_seed)]
            if FLAGS.randaugment else [])
     )
-    cutmix = keras.layers.CutMix(seed=config.seed) if FLAGS.cutmix else None
+    cutmix = keras.layers.CutMix(seed=cutmix_seed) if FLAGS.cutmix else None
     pairing = (
-        kc.layers.ImCLRPairing(num_classes=info.num_classes, axis=FLAGS.axis, seed=config.seed)
+        kc.layers.ImCLRPairing(num_classes=info.num_classes, axis=FLAGS.axis, seed=pairing_seed)
         if FLAGS.imclr else None
     )
 
@@ -96,7 +104,7 @@ def main(argv):
             batch_size=config.batch_size,
             repeat=True,
             cache=config.cache,
-            seed=config.seed,
+            seed=shuffle_seed,
             input_context=input_context,
         )
         return dataset.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
@@ -104,13 +112,13 @@ def main(argv):
     train_batches = kc.data.distribute(strategy, make_train)
     input_shape = paired_shape(size, FLAGS.axis) if FLAGS.imclr else (size, size, 3)
     with strategy.scope():
-        encoder = common.build_encoder(config, input_shape[0], input_shape)
+        encoder = builders.build_encoder(config, input_shape[0], input_shape)
         classifier = kc.models.LinearClassifier(
             encoder, info.num_classes, freeze_encoder=False
         )
         classifier.build((None, *input_shape))
         classifier.compile(
-            optimizer=common.build_optimizer(config, steps),
+            optimizer=builders.build_optimizer(config, steps),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             jit_compile=config.jit_compile,
@@ -119,16 +127,16 @@ def main(argv):
             kc.models.ImCLRClassifier(classifier, axis=FLAGS.axis) if FLAGS.imclr else classifier
         )
 
-    example_images, _ = common.first_views(make_train(None))
+    example_images, _ = builders.first_views(make_train(None))
     classifier.fit(
         train_batches,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=common.callbacks(config, {"train_inputs": example_images}),
+        callbacks=builders.callbacks(config, {"train_inputs": example_images}),
     )
 
     optimizer_steps = int(classifier.optimizer.iterations.numpy())
-    _, validation_batches = common.eval_pipelines(config, strategy, train, validation)
+    _, validation_batches = builders.eval_pipelines(config, train, validation)
     correct = total = 0
     for images, labels in validation_batches:
         predictions = np.argmax(model.predict_on_batch(images), axis=-1)
@@ -136,7 +144,7 @@ def main(argv):
         total += int(labels.shape[0])
     accuracy = correct / total
     export_dir = kc.export.export_saved_model(model, config.export_dir, (size, size))
-    common.report(
+    builders.report(
         {
             "recipe": "imclr_cifar",
             "imclr": FLAGS.imclr,

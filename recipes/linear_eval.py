@@ -7,11 +7,12 @@ writes `<model_dir>/encoder.keras`). Exports the encoder + classifier as a Saved
 ends with one JSON line: the accuracy and the export path.
 """
 
+import recipe_flags  # noqa: F401  First: configures TensorFlow's allocator before it starts.
+import builders
+import keras
+import recipe_config
 from absl import app
 from absl import flags
-
-import common  # First: it configures TensorFlow's allocator before TensorFlow starts.
-import keras
 
 import keras_contrast as kc
 
@@ -26,15 +27,15 @@ def main(argv):
         raise ValueError(
             f"--encoder must be the path of a .keras file. Received: --encoder={FLAGS.encoder}"
         )
-    config = common.config_from_flags("linear_eval")
-    strategy = common.set_up(config)
-    train, validation, info = common.load_splits(config)
-    size = common.image_size(config, info)
+    config = recipe_config.config_from_flags("linear_eval")
+    strategy = builders.set_up(config)
+    train, validation, info = builders.load_splits(config)
+    size = builders.image_size(config, info)
     with strategy.scope():
         encoder = keras.saving.load_model(FLAGS.encoder)
-    accuracy, classifier = common.linear_eval(config, strategy, encoder, train, validation, info)
+    accuracy, classifier = builders.linear_eval(config, strategy, encoder, train, validation, info)
     export_dir = kc.export.export_saved_model(classifier, config.export_dir, (size, size))
-    common.report(
+    builders.report(
         {
             "recipe": "linear_eval",
             "encoder": FLAGS.encoder,

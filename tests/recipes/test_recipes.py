@@ -4,8 +4,12 @@ Each run trains a tiny ResNet (width 4) for a couple of steps, evaluates, export
 its JSON line; the tests then load the SavedModel. Marked slow (tens of seconds each).
 """
 
+import dataclasses
+import importlib
+import inspect
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,6 +99,7 @@ def check_result(result, tmp_path):
 @pytest.mark.parametrize("method", ["supcon", "simclr"])
 def test_supcon_cifar(tmp_path, method):
     result = run_recipe("supcon_cifar.py", tmp_path, f"--method={method}")
+    assert result["method"] == result["base"] == method
     assert 0.0 <= result["linear_eval_accuracy"] <= 1.0
     assert os.path.exists(result["encoder_path"])
     check_result(result, tmp_path)
@@ -122,7 +127,8 @@ def test_imclr_cifar(tmp_path, args):
 @pytest.mark.parametrize("args", [[], ["--base=simclr"]])
 def test_mixco_cifar(tmp_path, args):
     result = run_recipe("mixco_cifar.py", tmp_path, "--queue_size=64", *args)
-    assert result["mixco"] is True
+    assert result["mixco"] is True and result["clsa"] is False
+    assert result["base"] == ("simclr" if args else "moco")
     check_result(result, tmp_path)
 
 
@@ -130,8 +136,47 @@ def test_mixco_cifar(tmp_path, args):
 @pytest.mark.parametrize("crops", ["single", "multi"])
 def test_clsa_cifar(tmp_path, crops):
     result = run_recipe("clsa_cifar.py", tmp_path, "--queue_size=64", f"--crops={crops}")
-    assert result["clsa"] is True and result["crops"] == crops
+    assert result["clsa"] is True and result["crops"] == crops and result["base"] == "moco"
     check_result(result, tmp_path)
+
+
+BASES = ["simclr", "supcon", "moco", "byol"]
+ADD_ONS = {"none": [], "clsa": ["--clsa"], "mixco": ["--mixco"], "both": ["--clsa", "--mixco"]}
+# A few combinations also exercise trainer arguments and variants (queued SupCon, CLSA
+# multi-crop on SimCLR, MoCo's options, BYOL without the probe).
+EXTRA_ARGS = {
+    ("simclr", "clsa"): ["--crops=multi", "--clsa_weight=0.5", "--clsa_temperature=0.1"],
+    ("simclr", "both"): ["--temperature=0.3", "--mixco_weight=0.5", "--mixco_temperature=0.1"],
+    ("supcon", "both"): ["--queue_size=32", "--moco_momentum=0.9"],
+    ("moco", "both"): ["--symmetric", "--batch_negatives", "--bn_splits=2", "--noshuffle_bn"],
+    ("byol", "none"): ["--noprobe"],
+    ("byol", "both"): ["--moco_momentum=0.99"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("add_ons", list(ADD_ONS))
+@pytest.mark.parametrize("base", BASES)
+def test_pretrain_every_combination(tmp_path, base, add_ons):
+    """`pretrain.py` trains each base with each add-on set, one optimizer step each."""
+    extra = EXTRA_ARGS.get((base, add_ons), [])
+    queue = ["--queue_size=32"] if base == "moco" else []
+    result = run_recipe(
+        "pretrain.py", tmp_path, f"--base={base}", *ADD_ONS[add_ons], *queue, *extra,
+        "--steps_per_epoch=1",
+    )
+    assert result["base"] == base
+    assert result["clsa"] is ("--clsa" in ADD_ONS[add_ons])
+    assert result["mixco"] is ("--mixco" in ADD_ONS[add_ons])
+    if result["clsa"]:
+        assert result["crops"] == ("multi" if "--crops=multi" in extra else "single")
+    assert result["optimizer_steps"] == 1
+    assert np.isfinite(result["loss"])
+    assert ("probe_accuracy" in result) is ("--noprobe" not in extra)
+    assert 0.0 <= result["linear_eval_accuracy"] <= 1.0
+    assert result["export_dir"] == str(tmp_path / "export")
+    assert os.path.exists(os.path.join(result["export_dir"], "saved_model.pb"))
+    assert os.path.exists(result["encoder_path"])
 
 
 @pytest.mark.slow
@@ -144,16 +189,23 @@ def test_linear_eval_of_saved_encoder(tmp_path):
 
 @pytest.fixture
 def recipe_flags():
-    """The recipes' shared flags, parsed in this process; reset afterwards."""
+    """The recipes' flags and config module, parsed in this process; reset afterwards."""
     sys.path.insert(0, RECIPES)
     try:
-        import common  # noqa: F401  (defines the shared flags)
+        import recipe_config  # imports recipe_flags, which defines the flags
         from absl import flags
 
-        yield common, flags.FLAGS
+        yield recipe_config, flags.FLAGS
     finally:
         flags.FLAGS.unparse_flags()
         sys.path.remove(RECIPES)
+
+
+def parse_configs(recipe_flags, *args):
+    recipe_config, flag_values = recipe_flags
+    flag_values(["recipe", *QUICK, *args])
+    config = recipe_config.config_from_flags("pretrain")
+    return config, recipe_config.pretrain_config_from_flags(config)
 
 
 @pytest.mark.parametrize(
@@ -166,14 +218,176 @@ def recipe_flags():
         (["--strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
         (["--temperature=0"], "--temperature must be > 0. Received: --temperature=0.0"),
         (["--steps_per_epoch=0"], "--steps_per_epoch must be >= 1"),
+        (["--projection_dim=0"], "--projection_dim must be >= 1. Received: --projection_dim=0"),
+        (["--base=byol", "--projection_dim=64"],
+         "--projection_dim is only used by the contrastive bases. "
+         "Received: --projection_dim=64 with --base=byol"),
+        (["--base=byol", "--temperature=0.2"],
+         "--temperature is only used by the contrastive bases. Received: --temperature=0.2 "
+         "with --base=byol"),
+        (["--base=simclr", "--queue_size=64"],
+         "--queue_size is only used with --base=moco or --base=supcon. "
+         "Received: --queue_size=64 with --base=simclr"),
+        (["--base=byol", "--queue_size=64"], "--queue_size is only used with"),
+        (["--base=moco", "--queue_size=24"],
+         "--queue_size must be a multiple of the global --batch_size. "
+         "Received: --queue_size=24 with --batch_size=16"),
+        (["--base=supcon", "--queue_size=40"], "--queue_size must be a multiple"),
+        (["--base=moco", "--queue_size=0"], "--queue_size must be >= 1"),
+        (["--base=supcon", "--moco_momentum=0.9"],
+         "--moco_momentum is only used with --base=moco, --base=byol, or --base=supcon with "
+         "--queue_size. Received: --moco_momentum=0.9 with --base=supcon"),
+        (["--base=simclr", "--moco_momentum=0.9"], "--moco_momentum is only used with"),
+        (["--base=moco", "--moco_momentum=1.5"],
+         "--moco_momentum must be in [0, 1]. Received: --moco_momentum=1.5"),
+        (["--base=simclr", "--bn_splits=2"],
+         "--bn_splits is only used with --base=moco. Received: --bn_splits=2 with "
+         "--base=simclr"),
+        (["--base=supcon", "--queue_size=32", "--noshuffle_bn"],
+         "--shuffle_bn is only used with --base=moco"),
+        (["--base=byol", "--batch_negatives"], "--batch_negatives is only used with --base=moco"),
+        (["--base=simclr", "--symmetric"], "--symmetric is only used with --base=moco"),
+        (["--base=moco", "--queue_size=32", "--bn_splits=3"],
+         "--batch_size must be divisible by --bn_splits. Received: --batch_size=16 with "
+         "--bn_splits=3"),
+        (["--base=moco", "--queue_size=32", "--bn_splits=0"], "--bn_splits must be >= 1"),
+        (["--crops=multi"],
+         "--crops is only used with --clsa. Received: --crops=multi with --noclsa"),
+        (["--clsa_weight=2"], "--clsa_weight is only used with --clsa"),
+        (["--clsa_temperature=0.1"], "--clsa_temperature is only used with --clsa"),
+        (["--mixco_weight=2"], "--mixco_weight is only used with --mixco. "
+         "Received: --mixco_weight=2.0 with --nomixco"),
+        (["--mixco_temperature=0.1"], "--mixco_temperature is only used with --mixco"),
+        (["--clsa", "--clsa_temperature=0"], "--clsa_temperature must be > 0"),
+        (["--mixco", "--mixco_temperature=-1"], "--mixco_temperature must be > 0"),
+        (["--clsa", "--clsa_weight=-1"],
+         "--clsa_weight must be >= 0. Received: --clsa_weight=-1.0"),
+        (["--mixco", "--mixco_weight=-0.5"], "--mixco_weight must be >= 0"),
     ],
 )
 def test_bad_flags_give_clear_errors(recipe_flags, monkeypatch, args, message):
-    common, flag_values = recipe_flags
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    flag_values(["recipe", *QUICK, *args])
-    with pytest.raises(ValueError, match=message.replace("+", r"\+")):
-        common.config_from_flags("supcon_cifar")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_configs(recipe_flags, *args)
+
+
+def test_moco_default_queue_is_checked_against_the_batch(recipe_flags):
+    """Without --queue_size, MoCo's default queue must still be a multiple of the batch."""
+    import keras_contrast as kc
+
+    default = inspect.signature(kc.models.MoCoModel.__init__).parameters["queue_size"].default
+    with pytest.raises(ValueError, match=re.escape(f"Received: --queue_size={default} with")):
+        parse_configs(recipe_flags, "--base=moco", f"--batch_size={default + 1}")
+
+
+def test_good_flags_give_the_pretrain_config(recipe_flags):
+    config, pretrain_config = parse_configs(
+        recipe_flags, "--base=supcon", "--queue_size=32", "--moco_momentum=0.9", "--clsa",
+        "--mixco", "--mixco_weight=0.5", "--projection_dim=64", "--noblur",
+    )
+    assert config.batch_size == 16 and config.recipe == "pretrain"
+    assert pretrain_config.base == "supcon"
+    assert (pretrain_config.queue_size, pretrain_config.moco_momentum) == (32, 0.9)
+    assert pretrain_config.clsa and pretrain_config.crops == "single"
+    assert pretrain_config.mixco and pretrain_config.mixco_weight == 0.5
+    assert pretrain_config.mixco_temperature is None  # MixCo's own default
+    assert pretrain_config.temperature is None  # the base's own default
+    assert pretrain_config.projection_dim == 64 and pretrain_config.blur is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pretrain_config.base = "moco"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 32
+
+
+def test_every_config_field_has_one_flag(recipe_flags):
+    """Each config field is a flag defined in recipe_flags (absl refuses a second one)."""
+    recipe_config, flag_values = recipe_flags
+    defined = set(flag_values.get_flags_for_module(sys.modules["recipe_flags"]))
+    defined = {flag.name for flag in defined}
+    for config_class in (recipe_config.RecipeConfig, recipe_config.PretrainConfig):
+        fields = {field.name for field in dataclasses.fields(config_class)} - {"recipe"}
+        assert fields <= defined, fields - defined
+
+
+def preset_args(defaults):
+    """A preset's DEFAULTS as command-line flags (absl takes --flag=true for booleans)."""
+    return [
+        f"--{name}={str(value).lower() if isinstance(value, bool) else value}"
+        for name, value in defaults.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        ("supcon_cifar", dict(base="supcon", temperature=0.1, blur=False, clsa=False)),
+        ("clsa_cifar", dict(base="moco", clsa=True, crops="single", temperature=0.2,
+                            batch_negatives=True, queue_size=4096, moco_momentum=0.99)),
+        ("mixco_cifar", dict(base="moco", mixco=True, clsa=False, temperature=None,
+                             queue_size=4096, moco_momentum=0.99)),
+    ],
+)
+def test_preset_defaults_are_valid_pretrain_flags(recipe_flags, preset, expected):
+    module = importlib.import_module(preset)
+    _, pretrain_config = parse_configs(
+        recipe_flags, "--batch_size=64", *preset_args(module.DEFAULTS)
+    )
+    for name, value in expected.items():
+        assert getattr(pretrain_config, name) == value, name
+
+
+@pytest.mark.parametrize(
+    "preset, args, message",
+    [
+        ("supcon_cifar", ["--method=moco"], "supcon_cifar.py trains --method=supcon or "
+         "--method=simclr (use pretrain.py for the other bases). Received: --method=moco"),
+        ("clsa_cifar", ["--base=simclr", "--clsa"], "clsa_cifar.py trains MoCo-v2 + CLSA"),
+        ("mixco_cifar", ["--base=byol", "--mixco"], "mixco_cifar.py trains --base=moco or "
+         "--base=simclr (use pretrain.py --mixco for the other bases). Received: --base=byol"),
+    ],
+)
+def test_presets_refuse_other_bases(recipe_flags, preset, args, message):
+    module = importlib.import_module(preset)
+    recipe_flags[1](["recipe", *QUICK, *args])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module.main(["recipe"])
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["pretrain.py", "supcon_cifar.py", "clsa_cifar.py", "mixco_cifar.py", "imclr_cifar.py",
+     "linear_eval.py", "show_augmentations.py"],
+)
+def test_allocator_is_configured_before_tensorflow_starts(script):
+    """Whatever a recipe imports first, TF_CPU_ALLOCATOR_USE_BFC is set when TF loads.
+
+    The check stops the script at its first TensorFlow import, so TensorFlow never starts.
+    """
+    code = """
+import importlib.abc, os, runpy, sys
+
+class TensorFlowImported(Exception):
+    pass
+
+class StopAtTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise TensorFlowImported(os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"))
+
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+sys.meta_path.insert(0, StopAtTensorFlow())
+try:
+    runpy.run_path(sys.argv[1], run_name="__main__")
+except TensorFlowImported as imported:
+    print("allocator at TensorFlow import:", imported.args[0])
+"""
+    env = recipe_env()
+    env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, os.path.join(RECIPES, script)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert "allocator at TensorFlow import: true" in proc.stdout, proc.stdout + proc.stderr[-3000:]
 
 
 def test_bad_flag_error_reaches_the_user(tmp_path):

@@ -1,0 +1,278 @@
+"""Builders shared by the recipes: data, encoders, trainers, optimisers, callbacks, reports.
+
+Every function receives a `RecipeConfig` / `PretrainConfig` (see `recipe_config.py`) or plain
+arguments; none reads flags.
+"""
+
+import json
+import os
+import random
+
+import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import keras_contrast as kc
+
+
+def set_up(config):
+    """Seeds every RNG, sets the dtype policy, and returns the distribution strategy."""
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+    strategy = kc.distribute.make_strategy(config.strategy, tpu_address=config.tpu)
+    logging.info("Strategy %s with %d replicas", type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    return strategy
+
+
+def load_splits(config):
+    """`(train, validation, info)` for `--dataset`: datasets of `(uint8 image, int label)`."""
+    name = config.dataset
+    if name == "cifar10_sample":
+        train, info = kc.data.cifar10_sample("train")
+        validation, _ = kc.data.cifar10_sample("validation")
+    elif name.startswith("folder:"):
+        path = name[len("folder:"):]
+        kwargs = dict(validation_per_class=config.validation_per_class,
+                      image_size=config.image_size)
+        # Folders list files class by class: shuffle the file list itself, or a bounded
+        # shuffle buffer would see only a few classes at a time.
+        train, info = kc.data.folder_source(
+            path, "train", shuffle_files=True, seed=config.seed, **kwargs
+        )
+        validation, _ = kc.data.folder_source(path, "validation", **kwargs)
+    else:
+        train, info = kc.data.load(name, "train", data_dir=config.data_dir)
+        validation_split = "test" if "test" in info.splits else "validation"
+        validation, _ = kc.data.load(name, validation_split, data_dir=config.data_dir)
+    return train, validation, info
+
+
+def image_size(config, info):
+    size = config.image_size or info.image_shape[0]
+    if size is None:
+        raise ValueError(
+            f"The images of --dataset={config.dataset} vary in size: pass --image_size."
+        )
+    return size
+
+
+def steps_per_epoch(config, info):
+    if config.steps_per_epoch:
+        return config.steps_per_epoch
+    if info.num_examples is None:
+        raise ValueError(
+            f"The size of --dataset={config.dataset} is unknown: pass --steps_per_epoch."
+        )
+    return max(1, info.num_examples // config.batch_size)
+
+
+def build_encoder(config, size, image_shape=None):
+    """The backbone named by `--model`, returning pooled features of 0-255 images."""
+    image_shape = image_shape or (size, size, 3)
+    if config.model in recipe_flags.CIFAR_RESNETS:
+        return kc.models.ResNet(
+            depth=recipe_flags.CIFAR_RESNETS[config.model],
+            width=config.width,
+            image_shape=image_shape,
+            synchronized_batch_norm=config.sync_bn,
+        )
+    return kc.models.ApplicationBackbone(config.model, image_shape=image_shape)
+
+
+def build_optimizer(config, steps):
+    """Optimizer with warm-up + cosine decay; the learning rate is scaled by batch / 256."""
+    peak = config.learning_rate * config.batch_size / 256.0
+    total = steps * config.epochs
+    warmup = int(round(config.warmup_epochs * steps))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=max(1, total - warmup),
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "lars":
+        return kc.optimizers.LARS(
+            schedule, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    return keras.optimizers.Lamb(schedule, weight_decay=config.weight_decay)
+
+
+def build_views(pretrain_config, size, seed):
+    """The batched view maker: images -> `{"query", "key"[, "strong"]}` float views.
+
+    `"strong"` (CLSA's strong crops, one or five) only with `pretrain_config.clsa`.
+    """
+    strong_crops = (
+        kc.data.ViewMaker.clsa_crops(size, pretrain_config.crops) if pretrain_config.clsa else ()
+    )
+    return kc.data.ViewMaker(
+        size, strong_crops=strong_crops, blur=pretrain_config.blur, seed=seed
+    )
+
+
+def _given(**arguments):
+    """The arguments that are not None: the others keep the library's defaults."""
+    return {name: value for name, value in arguments.items() if value is not None}
+
+
+def build_trainer(config, pretrain_config, *, size, steps, num_classes, seed):
+    """The pretraining model of `--base` with its add-ons (call inside `strategy.scope()`).
+
+    Args:
+        config: the `RecipeConfig` (backbone and epochs).
+        pretrain_config: the `PretrainConfig` (base, add-ons, their arguments).
+        size: the training image size.
+        steps: optimizer steps per epoch (BYOL's momentum schedule spans all of them).
+        num_classes: classes of the online linear probe (used with `pretrain_config.probe`).
+        seed: the trainer's seed (mixing, shuffling BN).
+
+    Returns:
+        An uncompiled `SimCLRModel`, `SupConModel`, `MoCoModel` or `BYOLModel`.
+    """
+    p = pretrain_config
+    # Multi-crop feeds crops of several sizes through the same backbone.
+    image_shape = (None, None, 3) if p.crops == "multi" else None
+    add_ons = []
+    if p.clsa:
+        add_ons.append(
+            kc.objectives.CLSA(**_given(weight=p.clsa_weight, temperature=p.clsa_temperature))
+        )
+    if p.mixco:
+        add_ons.append(
+            kc.objectives.MixCo(**_given(weight=p.mixco_weight, temperature=p.mixco_temperature))
+        )
+    common = dict(
+        encoder=build_encoder(config, size, image_shape),
+        # None: the trainer's default head.
+        head=None if p.projection_dim is None else kc.models.ProjectionHead(p.projection_dim),
+        add_ons=tuple(add_ons),
+        num_classes=num_classes if p.probe else None,
+        seed=seed,
+    )
+    if p.base == "simclr":
+        return kc.models.SimCLRModel(**_given(temperature=p.temperature), **common)
+    if p.base == "supcon":
+        return kc.models.SupConModel(
+            loss=kc.losses.SupConLoss(**_given(temperature=p.temperature)),
+            **_given(queue_size=p.queue_size, momentum=p.moco_momentum),
+            **common,
+        )
+    if p.base == "moco":
+        return kc.models.MoCoModel(
+            **_given(
+                queue_size=p.queue_size,
+                momentum=p.moco_momentum,
+                temperature=p.temperature,
+                shuffle_bn=p.shuffle_bn,
+                bn_splits=p.bn_splits,
+                batch_negatives=p.batch_negatives,
+                symmetric=p.symmetric,
+            ),
+            **common,
+        )
+    return kc.models.BYOLModel(
+        **_given(momentum=p.moco_momentum),
+        total_steps=config.epochs * steps,
+        **common,
+    )
+
+
+class ImageSummary(keras.callbacks.Callback):
+    """Writes a few augmented training views to TensorBoard once, at the start of training."""
+
+    def __init__(self, log_dir, views, max_images=8):
+        super().__init__()
+        self.log_dir = log_dir
+        self.views = views
+        self.max_images = max_images
+
+    def on_train_begin(self, logs=None):
+        writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+        with writer.as_default():
+            for name, images in self.views.items():
+                images = tf.convert_to_tensor(images)[: self.max_images]
+                if images.dtype != tf.uint8:
+                    images = tf.cast(tf.clip_by_value(images, 0, 255), tf.uint8)
+                tf.summary.image(name, images, step=0, max_outputs=self.max_images)
+        writer.flush()
+
+
+def callbacks(config, example_views):
+    """Progress, TensorBoard (with augmented views), and per-epoch resumable checkpoints.
+
+    `BackupAndRestore` saves model, optimizer and epoch at the end of every epoch and, when
+    the recipe is started again with the same `--model_dir` after a kill, resumes from the
+    last finished epoch.
+    """
+    log_dir = os.path.join(config.model_dir, "tensorboard")
+    return [
+        # double_checkpoint: a kill while a backup is being written leaves the previous
+        # one to resume from.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(config.model_dir, "backup"), double_checkpoint=True
+        ),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        ImageSummary(log_dir, example_views),
+    ]
+
+
+def first_views(dataset):
+    """Pulls one batch from a (non-distributed) dataset, e.g. views for `ImageSummary`."""
+    return next(iter(dataset.take(1)))
+
+
+def report(result):
+    """Prints the final one-line JSON summary that every recipe ends with."""
+    line = json.dumps(result, sort_keys=True)
+    print(line, flush=True)
+    return line
+
+
+def eval_pipelines(config, train, validation):
+    """Un-augmented, batched `(float32 image, label)` datasets for linear evaluation."""
+
+    def to_float(images, labels):
+        return tf.cast(images, tf.float32), labels
+
+    common_args = dict(batch_size=config.batch_size, cache=config.cache, seed=config.seed)
+    train_batches = kc.data.build_pipeline(train, **common_args).map(to_float)
+    validation_batches = kc.data.build_pipeline(
+        validation, shuffle_buffer=0, drop_remainder=False, **common_args
+    ).map(to_float)
+    return train_batches, validation_batches
+
+
+def linear_eval(config, strategy, encoder, train, validation, info):
+    """Linear evaluation of a frozen `encoder`; returns `(accuracy, LinearClassifier)`."""
+    train_batches, validation_batches = eval_pipelines(config, train, validation)
+    with strategy.scope():
+        accuracy, classifier = kc.models.linear_evaluation(
+            encoder,
+            train_batches,
+            validation_batches,
+            num_classes=info.num_classes,
+            epochs=config.eval_epochs,
+            verbose=2,
+        )
+    logging.info("Linear evaluation accuracy: %.4f", accuracy)
+    return accuracy, classifier
+
+
+def save_encoder(config, encoder):
+    """Saves the pretrained encoder as `<model_dir>/encoder.keras` for `linear_eval.py`."""
+    path = os.path.join(config.model_dir, "encoder.keras")
+    os.makedirs(config.model_dir, exist_ok=True)
+    encoder.save(path)
+    return path
