@@ -11,12 +11,12 @@ library calls directly (no absl flags): `keras_contrast.data.build_pipeline(sour
 batch_size=128, view_fn=..., view_fn_batched=True, repeat=True, cache=..., seed=0)` with
 
 - `none`: no view function (decode, shuffle, batch of `uint8` images: the source's cost),
-- `supcon`: `supcon_cifar.py`'s view maker, `MultiView([weak_pipeline(32, seed=0),
-  weak_pipeline(32, seed=1000)])` (= `common.view_maker(["weak", "weak"], 32, 0)`): 2 views,
-- `clsa multi-crop`: `clsa_cifar.py --crops=multi`'s view function, rebuilt here exactly as
-  `common.moco_view_fn(32, 0, clsa=True, crops="multi")` builds it: query and key
-  `weak_pipeline(32)` plus 5 `clsa_strong_pipeline` crops of 32, 27, 23, 18 and 14 px (the
-  paper's 224/192/160/128/96 scaled to 32 px, with its crop scales): 7 views per image,
+- `supcon`: `supcon_cifar.py`'s view maker, `ViewMaker(32, blur=False, seed=0)` (the
+  recipes' `builders.build_views`): 2 views,
+- `clsa multi-crop`: `clsa_cifar.py --crops=multi`'s view maker, `ViewMaker(32,
+  strong_crops=ViewMaker.clsa_crops(32, "multi"), seed=0)`: query and key weak views plus 5
+  strong crops of 32, 27, 23, 18 and 14 px (the paper's 224/192/160/128/96 scaled to 32 px,
+  with its crop scales): 7 views per image,
 
 on two sources:
 
@@ -69,48 +69,29 @@ from _common import print_machine_line, repo_root
 BATCH = 128
 SIZE = 32
 SEED = 0
-# common.MULTI_CROP_SIZES / MULTI_CROP_SCALES (recipes/common.py), copied so that this script
-# does not import the recipes' absl flags.
-MULTI_CROP_SIZES = (224, 192, 160, 128, 96)
-MULTI_CROP_SCALES = ((0.2, 1.0), (0.172, 0.86), (0.143, 0.715), (0.114, 0.571), (0.086, 0.429))
+NUM_MULTI_CROPS = 5
 
 
 def supcon_view_fn(size=SIZE, seed=SEED):
-    """`common.view_maker(["weak", "weak"], size, seed)`, as supcon_cifar.py builds it."""
+    """The view maker of `supcon_cifar.py` (`builders.build_views`: no blur, 2 weak views)."""
     import keras_contrast as kc
 
-    return kc.layers.MultiView(
-        [kc.layers.weak_pipeline(size, seed=seed + 1000 * i) for i in range(2)]
-    )
+    return kc.data.ViewMaker(size, blur=False, seed=seed)
 
 
 def clsa_multi_view_fn(size=SIZE, seed=SEED):
-    """`common.moco_view_fn(size, seed, clsa=True, crops="multi")`, as clsa_cifar.py uses it."""
+    """The view maker of `clsa_cifar.py --crops=multi`: 2 weak views + 5 strong crops."""
     import keras_contrast as kc
 
-    query = kc.layers.weak_pipeline(size, seed=seed)
-    key = kc.layers.weak_pipeline(size, seed=seed + 1)
-    strong = [
-        kc.layers.clsa_strong_pipeline(
-            max(8, int(round(size * crop / 224))), scale=scale, seed=seed + 2 + i
-        )
-        for i, (crop, scale) in enumerate(zip(MULTI_CROP_SIZES, MULTI_CROP_SCALES))
-    ]
-
-    def views(images):
-        return {
-            "query": query(images, training=True),
-            "key": key(images, training=True),
-            "strong": tuple(pipeline(images, training=True) for pipeline in strong),
-        }
-
-    return views
+    return kc.data.ViewMaker(
+        size, strong_crops=kc.data.ViewMaker.clsa_crops(size, "multi"), seed=seed
+    )
 
 
 PIPELINES = {  # name -> (view function factory or None, views per image)
     "none": (None, 1),
     "supcon": (supcon_view_fn, 2),
-    "clsa multi-crop": (clsa_multi_view_fn, 2 + len(MULTI_CROP_SIZES)),
+    "clsa multi-crop": (clsa_multi_view_fn, 2 + NUM_MULTI_CROPS),
 }
 
 
@@ -192,7 +173,6 @@ def wait_fraction_rows(sources, folder, folder_limit, steps, pipeline_times):
         head=kc.models.ProjectionHead(output_dim=128),
         loss=kc.losses.SupConLoss(temperature=0.1),
     )
-    model.build((None, SIZE, SIZE, 3))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     rng = np.random.default_rng(SEED)
     views = rng.integers(0, 256, size=(BATCH, 2, SIZE, SIZE, 3)).astype("float32")
