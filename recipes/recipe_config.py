@@ -43,6 +43,7 @@ class RecipeConfig:
     optimizer: str
     weight_decay: float
     momentum: float
+    nesterov: bool
     warmup_epochs: float
     mixed_precision: str
     jit_compile: bool
@@ -146,6 +147,7 @@ def config_from_flags(recipe, flag_values=FLAGS):
         optimizer=f.optimizer,
         weight_decay=f.weight_decay,
         momentum=f.momentum,
+        nesterov=f.nesterov,
         warmup_epochs=f.warmup_epochs,
         mixed_precision=f.mixed_precision,
         jit_compile=f.jit_compile,

@@ -70,8 +70,12 @@ flags.DEFINE_float(
     "learning_rate", 0.5, "Learning rate per 256 examples: scaled by batch_size / 256."
 )
 flags.DEFINE_enum("optimizer", "sgd", OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("weight_decay", 1e-4, "Weight decay (sgd: L2 via the optimizer's decay).")
+flags.DEFINE_float(
+    "weight_decay", 1e-4, "Weight decay: coupled L2 for sgd (torch.optim.SGD's, as the papers' "
+    "references) and lars, decoupled for adamw and lamb."
+)
 flags.DEFINE_float("momentum", 0.9, "Momentum for sgd and lars (the optimizer, not the EMA).")
+flags.DEFINE_bool("nesterov", False, "Nesterov momentum for sgd (the references use none).")
 flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up epochs before the cosine decay.")
 flags.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras dtype policy.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")

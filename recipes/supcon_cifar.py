@@ -6,7 +6,8 @@ A preset of `pretrain.py` with the settings of the SupCon paper's CIFAR recipe:
   SimCLR does not (with `--probe`, the default, labels reach only the online probe);
 * `--temperature=0.1` for both, as in the SupCon reference;
 * `--noblur`: the SupCon references leave Gaussian blur out of the CIFAR views;
-* a 128-d MLP projection head, SGD with Nesterov momentum and cosine decay (shared flags).
+* a 128-d MLP projection head, SGD (torch semantics: coupled L2 weight decay, no Nesterov)
+  with cosine decay (shared flags).
 
 Every `pretrain.py` flag works here too (e.g. `--queue_size` for the queued SupCon), and the
 presets' defaults yield to explicit flags. Runs offline on the CIFAR-10 sample shipped with
