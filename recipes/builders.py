@@ -4,6 +4,7 @@ Every function receives a `RecipeConfig` / `PretrainConfig` (see `recipe_config.
 arguments; none reads flags.
 """
 
+import dataclasses
 import json
 import os
 import random
@@ -31,8 +32,14 @@ def set_up(config):
 
 
 def load_splits(config):
-    """`(train, validation, info)` for `--dataset`: datasets of `(uint8 image, int label)`."""
+    """`(train, validation, info)` for `--dataset`: datasets of `(uint8 image, int label)`.
+
+    With `--train_fraction < 1` the training split is every k-th example of the split in its
+    stored order (sorted files for folders): the same subset for every seed and recipe, so
+    paired comparisons see the same data; `info.num_examples` is the subset's size.
+    """
     name = config.dataset
+    subset = config.train_fraction < 1
     if name == "cifar10_sample":
         train, info = kc.data.cifar10_sample("train")
         validation, _ = kc.data.cifar10_sample("validation")
@@ -41,15 +48,27 @@ def load_splits(config):
         kwargs = dict(validation_per_class=config.validation_per_class,
                       image_size=config.image_size)
         # Folders list files class by class: shuffle the file list itself, or a bounded
-        # shuffle buffer would see only a few classes at a time.
+        # shuffle buffer would see only a few classes at a time (a subset is taken from the
+        # sorted list first and shuffled below).
         train, info = kc.data.folder_source(
-            path, "train", shuffle_files=True, seed=config.seed, **kwargs
+            path, "train", shuffle_files=not subset, seed=config.seed, **kwargs
         )
         validation, _ = kc.data.folder_source(path, "validation", **kwargs)
     else:
         train, info = kc.data.load(name, "train", data_dir=config.data_dir)
         validation_split = "test" if "test" in info.splits else "validation"
         validation, _ = kc.data.load(name, validation_split, data_dir=config.data_dir)
+    if subset:
+        every = int(round(1 / config.train_fraction))
+        train = train.enumerate().filter(lambda i, example: i % every == 0).map(
+            lambda i, example: example
+        )
+        if info.num_examples is not None:
+            info = dataclasses.replace(
+                info, num_examples=(info.num_examples + every - 1) // every
+            )
+            if name.startswith("folder:"):
+                train = train.shuffle(info.num_examples, seed=config.seed)
     return train, validation, info
 
 
@@ -238,6 +257,75 @@ def first_views(dataset):
     return next(iter(dataset.take(1)))
 
 
+def write_json(path, value):
+    """Writes JSON atomically (a temporary file, then a rename): a kill never leaves half a file."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path):
+    """The JSON value at `path`; `None` if it is missing or damaged (with a warning)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        logging.warning("Ignoring the damaged file %s (%s); the phase runs again.", path, error)
+        return None
+
+
+def save_keras(model, path):
+    """`model.save(path)` through a temporary file and a rename (atomic)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = path[: -len(".keras")] + f".tmp{os.getpid()}.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def accuracy_of(predict, batches):
+    """Top-1 accuracy of `predict(images) -> scores [B, classes]` on `(images, labels)` batches."""
+    correct = total = 0
+    for images, labels in batches:
+        predictions = np.argmax(np.asarray(predict(images)), axis=-1)
+        correct += int(np.sum(predictions == np.asarray(labels).reshape(-1)))
+        total += int(np.asarray(labels).size)
+    if total == 0:
+        raise ValueError("The validation split is empty: no accuracy can be measured.")
+    return correct / total
+
+
+class ValidationCurve(keras.callbacks.Callback):
+    """Validation accuracy after every epoch, kept in `<model_dir>/curve.json`.
+
+    `predict` maps images to class scores (a classifier, or a trainer's online probe). The
+    file maps the epoch number (from 1) to the accuracy; a resumed run rewrites the epochs it
+    repeats, so the file always holds one curve. The accuracy is also logged as
+    `val_accuracy` (TensorBoard, History).
+    """
+
+    def __init__(self, predict, batches, path):
+        super().__init__()
+        self.predict = predict
+        self.batches = batches
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = accuracy_of(self.predict, self.batches)
+        curve = read_json(self.path) or {}
+        curve[str(epoch + 1)] = accuracy
+        write_json(self.path, curve)
+        if logs is not None:
+            logs["val_accuracy"] = accuracy
+
+
 def report(result):
     """Prints the final one-line JSON summary that every recipe ends with."""
     line = json.dumps(result, sort_keys=True)
@@ -245,39 +333,68 @@ def report(result):
     return line
 
 
-def eval_pipelines(config, train, validation):
-    """Un-augmented, batched `(float32 image, label)` datasets for linear evaluation."""
+def eval_pipelines(config, train, validation, augment=False, size=None):
+    """Batched `(float32 image, label)` datasets for evaluation.
+
+    The training split is un-augmented, or with `augment` the references' linear-evaluation
+    views (random resized crop to `size`, scale (0.2, 1), and a horizontal flip).
+    """
 
     def to_float(images, labels):
         return tf.cast(images, tf.float32), labels
 
     common_args = dict(batch_size=config.batch_size, cache=config.cache, seed=config.seed)
     train_batches = kc.data.build_pipeline(train, **common_args).map(to_float)
+    if augment:
+        crop_seed, flip_seed = kc.seeds.derive_seeds(config.seed, 2)
+        views = keras.Sequential(
+            [
+                kc.layers.RandomResizedCrop(size, size, scale=(0.2, 1.0), seed=crop_seed),
+                keras.layers.RandomFlip("horizontal", seed=flip_seed),
+            ]
+        )
+        train_batches = train_batches.map(
+            lambda images, labels: (views(images, training=True), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     validation_batches = kc.data.build_pipeline(
         validation, shuffle_buffer=0, drop_remainder=False, **common_args
     ).map(to_float)
     return train_batches, validation_batches
 
 
-def linear_eval(config, strategy, encoder, train, validation, info):
-    """Linear evaluation of a frozen `encoder`; returns `(accuracy, LinearClassifier)`."""
-    train_batches, validation_batches = eval_pipelines(config, train, validation)
+def linear_eval(config, strategy, encoder, train, validation, info, size=None):
+    """Linear evaluation of a frozen `encoder`; returns `(accuracy, LinearClassifier)`.
+
+    SGD (momentum 0.9, cosine decay from `--eval_learning_rate`, no weight decay) for
+    `--eval_epochs`, on cached features (`--eval_protocol=cached`) or on augmented views
+    every epoch (`augmented`, the references' protocol).
+    """
+    augmented = config.eval_protocol == "augmented"
+    train_batches, validation_batches = eval_pipelines(
+        config, train, validation, augment=augmented, size=size
+    )
+    batches_per_epoch = max(1, (info.num_examples or config.batch_size) // config.batch_size)
     with strategy.scope():
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.eval_learning_rate, decay_steps=config.eval_epochs * batches_per_epoch
+        )
         accuracy, classifier = kc.models.linear_evaluation(
             encoder,
             train_batches,
             validation_batches,
             num_classes=info.num_classes,
             epochs=config.eval_epochs,
+            optimizer=kc.optimizers.TorchSGD(schedule, momentum=0.9),
             verbose=2,
+            cache_features=not augmented,
+            batch_size=config.batch_size,
+            seed=config.seed,
         )
-    logging.info("Linear evaluation accuracy: %.4f", accuracy)
+    logging.info("Linear evaluation accuracy (%s): %.4f", config.eval_protocol, accuracy)
     return accuracy, classifier
 
 
 def save_encoder(config, encoder):
     """Saves the pretrained encoder as `<model_dir>/encoder.keras` for `linear_eval.py`."""
-    path = os.path.join(config.model_dir, "encoder.keras")
-    os.makedirs(config.model_dir, exist_ok=True)
-    encoder.save(path)
-    return path
+    return save_keras(encoder, os.path.join(config.model_dir, "encoder.keras"))

@@ -13,10 +13,11 @@ At inference the classifier self-pairs its input (`ImCLRClassifier`), inside the
 SavedModel too, so clients send ordinary single images.
 """
 
+import os
+
 import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
 import builders
 import keras
-import numpy as np
 import recipe_config
 import tensorflow as tf
 from absl import app
@@ -28,9 +29,6 @@ flags.DEFINE_bool("imclr", True, "Pair images (ImCLR); --noimclr trains the base
 flags.DEFINE_enum("axis", "width", ["width", "height", "channels"], "ImCLR pairing axis.")
 flags.DEFINE_bool("cutmix", False, "Apply keras.layers.CutMix to the training batches.")
 flags.DEFINE_bool("randaugment", False, "Apply keras.layers.RandAugment to training images.")
-flags.DEFINE_float(
-    "train_fraction", 1.0, "Fraction of the training split used (every k-th example)."
-)
 
 FLAGS = flags.FLAGS
 
@@ -46,10 +44,6 @@ def paired_shape(size, axis):
 def main(argv):
     del argv
     config = recipe_config.config_from_flags("imclr_cifar")
-    if not 0 < FLAGS.train_fraction <= 1:
-        raise ValueError(
-            f"--train_fraction must be in (0, 1]. Received: --train_fraction={FLAGS.train_fraction}"
-        )
     cifar_resnet = config.model in recipe_flags.CIFAR_RESNETS
     if FLAGS.imclr and FLAGS.axis == "channels" and not cifar_resnet:
         raise ValueError(
@@ -59,15 +53,7 @@ def main(argv):
     strategy = builders.set_up(config)
     train, validation, info = builders.load_splits(config)
     size = builders.image_size(config, info)
-    if FLAGS.train_fraction < 1:
-        every = int(round(1 / FLAGS.train_fraction))
-        train = train.enumerate().filter(lambda i, example: i % every == 0).map(
-            lambda i, example: example
-        )
-        num_examples = (info.num_examples + every - 1) // every
-    else:
-        num_examples = info.num_examples
-    steps = config.steps_per_epoch or max(1, num_examples // config.batch_size)
+    steps = builders.steps_per_epoch(config, info)
 
     # One independent seed per random layer: layers seeded alike draw the same numbers.
     flip_seed, translation_seed, randaugment_seed, cutmix_seed, pairing_seed, shuffle_seed = (
@@ -127,38 +113,54 @@ def main(argv):
             kc.models.ImCLRClassifier(classifier, axis=FLAGS.axis) if FLAGS.imclr else classifier
         )
 
-    example_images, _ = builders.first_views(make_train(None))
-    classifier.fit(
-        train_batches,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=builders.callbacks(config, {"train_inputs": example_images}),
-    )
-
-    optimizer_steps = int(classifier.optimizer.iterations.numpy())
     _, validation_batches = builders.eval_pipelines(config, train, validation)
-    correct = total = 0
-    for images, labels in validation_batches:
-        predictions = np.argmax(model.predict_on_batch(images), axis=-1)
-        correct += int(np.sum(predictions == labels.numpy()))
-        total += int(labels.shape[0])
-    accuracy = correct / total
+    # Phases as in pretrain.py: a finished training is never repeated (marker + saved
+    # classifier); a killed training resumes from its last epoch (BackupAndRestore).
+    trained_marker = os.path.join(config.model_dir, "train_done.json")
+    classifier_path = os.path.join(config.model_dir, "classifier.keras")
+    trained = builders.read_json(trained_marker)
+    if trained is None or not os.path.exists(classifier_path):
+        example_images, _ = builders.first_views(make_train(None))
+        callbacks = builders.callbacks(config, {"train_inputs": example_images})
+        if config.validation_curve:
+            callbacks.append(
+                builders.ValidationCurve(
+                    lambda images: model(images, training=False),
+                    validation_batches,
+                    os.path.join(config.model_dir, "curve.json"),
+                )
+            )
+        classifier.fit(
+            train_batches, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks
+        )
+        builders.save_keras(classifier, classifier_path)
+        trained = {"optimizer_steps": int(classifier.optimizer.iterations.numpy())}
+        builders.write_json(trained_marker, trained)
+    else:
+        with strategy.scope():
+            classifier = keras.saving.load_model(classifier_path)
+            model = (
+                kc.models.ImCLRClassifier(classifier, axis=FLAGS.axis)
+                if FLAGS.imclr else classifier
+            )
+    accuracy = builders.accuracy_of(lambda images: model(images, training=False),
+                                    validation_batches)
     export_dir = kc.export.export_saved_model(model, config.export_dir, (size, size))
-    builders.report(
-        {
-            "recipe": "imclr_cifar",
-            "imclr": FLAGS.imclr,
-            "cutmix": FLAGS.cutmix,
-            "randaugment": FLAGS.randaugment,
-            "train_fraction": FLAGS.train_fraction,
-            "dataset": config.dataset,
-            "epochs": config.epochs,
-            "steps_per_epoch": steps,
-            "optimizer_steps": optimizer_steps,
-            "validation_accuracy": accuracy,
-            "export_dir": export_dir,
-        }
-    )
+    result = {
+        "recipe": "imclr_cifar",
+        "imclr": FLAGS.imclr,
+        "cutmix": FLAGS.cutmix,
+        "randaugment": FLAGS.randaugment,
+        "train_fraction": config.train_fraction,
+        "dataset": config.dataset,
+        "epochs": config.epochs,
+        "steps_per_epoch": steps,
+        "optimizer_steps": trained["optimizer_steps"],
+        "validation_accuracy": accuracy,
+        "export_dir": export_dir,
+    }
+    builders.write_json(os.path.join(config.model_dir, "result.json"), result)
+    builders.report(result)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def main(argv):
     size = builders.image_size(config, info)
     with strategy.scope():
         encoder = keras.saving.load_model(FLAGS.encoder)
-    accuracy, classifier = builders.linear_eval(config, strategy, encoder, train, validation, info)
+    accuracy, classifier = builders.linear_eval(
+        config, strategy, encoder, train, validation, info, size=size
+    )
     export_dir = kc.export.export_saved_model(classifier, config.export_dir, (size, size))
     builders.report(
         {
@@ -41,6 +43,7 @@ def main(argv):
             "encoder": FLAGS.encoder,
             "dataset": config.dataset,
             "linear_eval_accuracy": accuracy,
+            "eval_protocol": config.eval_protocol,
             "export_dir": export_dir,
         }
     )

@@ -18,13 +18,19 @@ defaults, the same `run()`.
 With `--probe` (the default) an online linear probe trains on detached features (for the
 self-supervised bases the labels reach only the probe) and `probe_accuracy` is reported.
 Prints progress bars, logs to TensorBoard under `--model_dir` (with a few augmented views),
-checkpoints every epoch (a killed run started again with the same `--model_dir` resumes), and
-ends with one JSON line: `base`, `clsa`, `mixco`, the accuracies, `optimizer_steps`, the
-encoder path (`<model_dir>/encoder.keras`) and the SavedModel export folder.
+checkpoints every epoch (a killed run started again with the same `--model_dir` resumes,
+and a finished phase — pretraining, linear evaluation — is never repeated), records the
+validation accuracy of the online probe after every epoch in `<model_dir>/curve.json`, and
+ends with one JSON line (also written to `<model_dir>/result.json`): `base`, `clsa`, `mixco`,
+the accuracies, `optimizer_steps`, the encoder path (`<model_dir>/encoder.keras`) and the
+SavedModel export folder.
 """
+
+import os
 
 import recipe_flags  # noqa: F401  First: configures TensorFlow's allocator before it starts.
 import builders
+import keras
 import recipe_config
 from absl import app
 
@@ -62,32 +68,67 @@ def run(config, pretrain_config, extra=None):
         return dataset if with_labels else dataset.map(lambda views, labels: views)
 
     train_views = kc.data.distribute(strategy, make_train)
-    with strategy.scope():
-        model = builders.build_trainer(
-            config, p, size=size, steps=steps, num_classes=info.num_classes, seed=trainer_seed
+    # Phases: pretraining, linear evaluation, export. A finished phase leaves a marker
+    # (written atomically) and is never run again: a run killed during linear evaluation or
+    # export resumes there; a killed pretraining resumes from its last epoch (BackupAndRestore).
+    pretrained_marker = os.path.join(config.model_dir, "pretrain_done.json")
+    evaluated_marker = os.path.join(config.model_dir, "linear_eval_done.json")
+    encoder_path = os.path.join(config.model_dir, "encoder.keras")
+    classifier_path = os.path.join(config.model_dir, "linear_classifier.keras")
+    pretrained = builders.read_json(pretrained_marker)
+    if pretrained is not None and not os.path.exists(encoder_path):
+        pretrained = None
+    if pretrained is None:
+        with strategy.scope():
+            model = builders.build_trainer(
+                config, p, size=size, steps=steps, num_classes=info.num_classes,
+                seed=trainer_seed,
+            )
+            model.compile(
+                optimizer=builders.build_optimizer(config, steps), jit_compile=config.jit_compile
+            )
+        example = builders.first_views(make_train(None))
+        views = example[0] if with_labels else example
+        summary = {"query": views["query"], "key": views["key"]}
+        if "strong" in views:
+            strong = views["strong"]
+            summary["strong"] = strong[0] if isinstance(strong, (list, tuple)) else strong
+        callbacks = builders.callbacks(config, summary)
+        if config.validation_curve and model.probe is not None:
+            _, validation_batches = builders.eval_pipelines(config, train, validation)
+            callbacks.append(
+                builders.ValidationCurve(
+                    lambda images: model(images, training=False)["probabilities"],
+                    validation_batches,
+                    os.path.join(config.model_dir, "curve.json"),
+                )
+            )
+        model.fit(train_views, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks)
+        history = model.history.history if model.history else {}
+        builders.save_encoder(config, model.encoder)
+        pretrained = {
+            "optimizer_steps": int(model.optimizer.iterations.numpy()),
+            # The last epoch's training metrics (absent when a resumed run had no epoch left).
+            "metrics": {
+                name: float(history[name][-1])
+                for name in ("loss", "probe_accuracy")
+                if history.get(name)
+            },
+        }
+        builders.write_json(pretrained_marker, pretrained)
+    evaluated = builders.read_json(evaluated_marker)
+    if evaluated is not None and os.path.exists(classifier_path):
+        with strategy.scope():
+            classifier = keras.saving.load_model(classifier_path)
+        accuracy = evaluated["linear_eval_accuracy"]
+    else:
+        with strategy.scope():
+            encoder = keras.saving.load_model(encoder_path)
+        accuracy, classifier = builders.linear_eval(
+            config, strategy, encoder, train, validation, info, size=size
         )
-        model.compile(
-            optimizer=builders.build_optimizer(config, steps), jit_compile=config.jit_compile
-        )
-
-    example = builders.first_views(make_train(None))
-    views = example[0] if with_labels else example
-    summary = {"query": views["query"], "key": views["key"]}
-    if "strong" in views:
-        strong = views["strong"]
-        summary["strong"] = strong[0] if isinstance(strong, (list, tuple)) else strong
-    model.fit(
-        train_views,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=builders.callbacks(config, summary),
-    )
-    history = model.history.history if model.history else {}
-
-    encoder_path = builders.save_encoder(config, model.encoder)
-    accuracy, classifier = builders.linear_eval(
-        config, strategy, model.encoder, train, validation, info
-    )
+        builders.save_keras(classifier, classifier_path)
+        builders.write_json(evaluated_marker, {"linear_eval_accuracy": accuracy})
     export_dir = kc.export.export_saved_model(classifier, config.export_dir, (size, size))
     result = {
         "recipe": config.recipe,
@@ -97,18 +138,17 @@ def run(config, pretrain_config, extra=None):
         "dataset": config.dataset,
         "epochs": config.epochs,
         "steps_per_epoch": steps,
-        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "optimizer_steps": pretrained["optimizer_steps"],
         "linear_eval_accuracy": accuracy,
+        "eval_protocol": config.eval_protocol,
         "export_dir": export_dir,
         "encoder_path": encoder_path,
     }
     if p.clsa:
         result["crops"] = p.crops
-    # The last epoch's training metrics (absent when a resumed run had no epoch left).
-    for name in ("loss", "probe_accuracy"):
-        if history.get(name):
-            result[name] = float(history[name][-1])
+    result.update(pretrained["metrics"])
     result.update(extra or {})
+    builders.write_json(os.path.join(config.model_dir, "result.json"), result)
     return builders.report(result)
 
 

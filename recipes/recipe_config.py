@@ -44,6 +44,10 @@ class RecipeConfig:
     weight_decay: float
     momentum: float
     nesterov: bool
+    train_fraction: float
+    eval_protocol: str
+    eval_learning_rate: float
+    validation_curve: bool
     warmup_epochs: float
     mixed_precision: str
     jit_compile: bool
@@ -107,6 +111,15 @@ def config_from_flags(recipe, flag_values=FLAGS):
         raise ValueError(
             f"--learning_rate must be > 0. Received: --learning_rate={f.learning_rate}"
         )
+    if not f.eval_learning_rate > 0:
+        raise ValueError(
+            "--eval_learning_rate must be > 0. "
+            f"Received: --eval_learning_rate={f.eval_learning_rate}"
+        )
+    if not 0 < f.train_fraction <= 1:
+        raise ValueError(
+            f"--train_fraction must be in (0, 1]. Received: --train_fraction={f.train_fraction}"
+        )
     if f.warmup_epochs < 0 or f.warmup_epochs > f.epochs:
         raise ValueError(
             "--warmup_epochs must be in [0, --epochs]. "
@@ -148,6 +161,10 @@ def config_from_flags(recipe, flag_values=FLAGS):
         weight_decay=f.weight_decay,
         momentum=f.momentum,
         nesterov=f.nesterov,
+        train_fraction=f.train_fraction,
+        eval_protocol=f.eval_protocol,
+        eval_learning_rate=f.eval_learning_rate,
+        validation_curve=f.validation_curve,
         warmup_epochs=f.warmup_epochs,
         mixed_precision=f.mixed_precision,
         jit_compile=f.jit_compile,

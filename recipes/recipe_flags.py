@@ -75,6 +75,10 @@ flags.DEFINE_float(
     "references) and lars, decoupled for adamw and lamb."
 )
 flags.DEFINE_float("momentum", 0.9, "Momentum for sgd and lars (the optimizer, not the EMA).")
+flags.DEFINE_float(
+    "train_fraction", 1.0, "Fraction of the training split used (every k-th example, the "
+    "same examples for every seed and recipe), e.g. 0.05 for the low-data experiments."
+)
 flags.DEFINE_bool("nesterov", False, "Nesterov momentum for sgd (the references use none).")
 flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up epochs before the cosine decay.")
 flags.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras dtype policy.")
@@ -88,7 +92,26 @@ flags.DEFINE_integer("seed", 0, "Random seed (Python, NumPy, TF, tf.data, augmen
 flags.DEFINE_integer(
     "steps_per_epoch", None, "Optimizer steps per epoch (quick runs); default: one pass."
 )
-flags.DEFINE_integer("eval_epochs", 5, "Epochs of the linear classifier in linear evaluation.")
+flags.DEFINE_integer(
+    "eval_epochs", 100, "Epochs of the linear classifier in linear evaluation."
+)
+flags.DEFINE_enum(
+    "eval_protocol",
+    "cached",
+    ["cached", "augmented"],
+    "Linear evaluation: `cached` embeds the un-augmented training split once and trains the "
+    "linear layer on the cached features (cheap); `augmented` runs the frozen encoder on "
+    "random-resized-crop + flip views every epoch, as the references do (costs a forward "
+    "pass of the training split per epoch).",
+)
+flags.DEFINE_float(
+    "eval_learning_rate", 0.1, "Linear evaluation: SGD learning rate (momentum 0.9, cosine "
+    "decay, no weight decay, batch --batch_size)."
+)
+flags.DEFINE_bool(
+    "validation_curve", True, "Measure validation accuracy after every epoch (the online "
+    "probe for pretraining) into <model_dir>/curve.json."
+)
 flags.DEFINE_bool("cache", True, "Cache the decoded dataset in memory.")
 
 # Pretraining flags: pretrain.py and its presets (supcon_cifar, clsa_cifar, mixco_cifar).
