@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 
 import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
 import keras
@@ -20,6 +21,9 @@ import keras_contrast as kc
 
 def set_up(config):
     """Seeds every RNG, sets the dtype policy, and returns the distribution strategy."""
+    if recipe_flags.QUIET:
+        logging.set_verbosity(logging.WARNING)  # absl INFO lines (TensorFlow's exports, ...)
+        tf.get_logger().setLevel("ERROR")  # TensorFlow's Python-side INFO lines
     random.seed(config.seed)
     np.random.seed(config.seed)
     keras.utils.set_random_seed(config.seed)
@@ -324,6 +328,11 @@ class ValidationCurve(keras.callbacks.Callback):
         write_json(self.path, curve)
         if logs is not None:
             logs["val_accuracy"] = accuracy
+
+
+def progress_verbosity():
+    """`fit` verbosity: a live progress bar in a terminal, one line per epoch otherwise."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def report(result):

@@ -131,7 +131,8 @@ def main(argv):
                 )
             )
         classifier.fit(
-            train_batches, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks
+            train_batches, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
+            shuffle=False, verbose=builders.progress_verbosity(),
         )
         builders.save_keras(classifier, classifier_path)
         trained = {"optimizer_steps": int(classifier.optimizer.iterations.numpy())}

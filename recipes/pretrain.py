@@ -103,7 +103,8 @@ def run(config, pretrain_config, extra=None):
                     os.path.join(config.model_dir, "curve.json"),
                 )
             )
-        model.fit(train_views, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks)
+        model.fit(train_views, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
+                  shuffle=False, verbose=builders.progress_verbosity())
         history = model.history.history if model.history else {}
         builders.save_encoder(config, model.encoder)
         pretrained = {

@@ -19,14 +19,37 @@ TensorFlow.
 """
 
 import os
+import sys
 
 from absl import flags
+from absl import logging
 
 # TensorFlow's default CPU allocator gets fresh pages from the OS for every large tensor
 # and faults them in; its BFC allocator reuses memory. On the CPU input pipeline this makes
 # StrongAugment at 224x224 about 2x faster (BENCHMARKS.md). It must be set before TensorFlow
 # starts; an explicit setting in the environment wins.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+# Quiet by default: a recipe prints its own lines and Keras' progress only. TensorFlow's C++
+# log level must be set before TensorFlow starts (it would print oneDNN, CPU-feature and CUDA
+# notices, and a `cuInit` error on every CPU machine); `--verbosity=0` (absl's flag: 0 = INFO,
+# -1 = WARNING) restores them, and an explicit TF_CPP_MIN_LOG_LEVEL in the environment wins.
+QUIET = not any(arg.startswith(("--verbosity", "-v")) for arg in sys.argv[1:])
+if QUIET:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    flags.FLAGS.set_default("verbosity", logging.WARNING)
+    # A few notices (oneDNN, "Could not find cuda drivers") are printed while TensorFlow's
+    # C++ runtime loads, before its log level applies: load it with stderr silenced.
+    _stderr, _devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(_devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+        import keras  # noqa: F401
+        import keras_contrast  # noqa: F401
+    finally:
+        os.dup2(_stderr, 2)
+        os.close(_stderr)
+        os.close(_devnull)
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "lars", "adamw", "lamb")

@@ -195,7 +195,11 @@ def linear_evaluation(
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
-        classifier.fit(train_data, epochs=epochs, verbose=verbose)
+        # A tf.data input is shuffled by its pipeline (Keras warns when told to shuffle it).
+        classifier.fit(
+            train_data, epochs=epochs, verbose=verbose,
+            shuffle=not isinstance(train_data, tf.data.Dataset),
+        )
         result = classifier.evaluate(eval_data, verbose=verbose, return_dict=True)
         return float(result["accuracy"]), classifier
     train_features, train_labels, image_shape = _embed_dataset(encoder, train_data)
@@ -213,7 +217,7 @@ def linear_evaluation(
         .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
     )
-    head.fit(cached, epochs=epochs, verbose=verbose)
+    head.fit(cached, epochs=epochs, verbose=verbose, shuffle=False)
     classifier.build((None,) + image_shape)  # the trained Dense is the classifier's
     accuracy = head.evaluate(
         eval_features, eval_labels, batch_size=batch_size, verbose=verbose, return_dict=True

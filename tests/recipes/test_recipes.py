@@ -495,3 +495,26 @@ print(diff)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(proc.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+@pytest.mark.slow
+def test_output_is_quiet_by_default_and_verbosity_restores_logs(tmp_path):
+    """0.1.0 printed ~26 lines of TensorFlow/absl logging around the recipe's own 4 lines."""
+
+    def run(name, *args):
+        command = [sys.executable, os.path.join(RECIPES, "supcon_cifar.py"),
+                   f"--model_dir={tmp_path / name}", f"--export_dir={tmp_path / name / 'x'}",
+                   *QUICK, *args]
+        env = recipe_env()
+        env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user's shell has it
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=420, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    quiet = run("quiet")
+    assert quiet.stderr == ""
+    # Not a terminal: one line per epoch (pretraining, linear evaluation), then the JSON.
+    lines = quiet.stdout.strip().splitlines()
+    assert len(lines) <= 4 and json.loads(lines[-1])["recipe"] == "supcon_cifar"
+    loud = run("loud", "--verbosity=0")
+    assert "Linear evaluation accuracy" in loud.stderr and "oneDNN" in loud.stderr
