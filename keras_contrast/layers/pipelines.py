@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_contrast.layers.color_jitter import ColorJitter
 from keras_contrast.layers.random_apply import RandomApply
 from keras_contrast.layers.random_gaussian_blur import PerImageGaussianBlur
 from keras_contrast.layers.random_resized_crop import RandomResizedCrop
@@ -28,10 +29,13 @@ def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=
 
     RandomResizedCrop(`size`, `scale`), color jitter (0.4, 0.4, 0.4, 0.1)
     with p=0.8, grayscale p=0.2, Gaussian blur sigma in [0.1, 2] p=0.5,
-    horizontal flip. Color jitter is keras' `RandomColorJitter` with factors
-    mapped to torchvision's ranges (contrast [0.6, 1.4], saturation
-    [0.6, 1.4], hue +-0.1); keras' brightness is additive (+-0.4 of the
-    range) where torchvision multiplies. Output: float, in `value_range`.
+    horizontal flip. The color jitter is `ColorJitter`, torchvision's
+    `ColorJitter` on PIL images: per image, multiplicative brightness,
+    contrast and saturation factors in [0.6, 1.4], a hue shift in
+    [-0.1, 0.1], drawn independently, applied in a random order. It rounds
+    the crop's (bilinear, non-integer) output to 8-bit values first, as
+    torchvision's crop of a PIL image does; images it skips (p=0.2) keep
+    their unrounded values. Output: float, in `value_range`.
 
     Args:
         size: output side (int).
@@ -48,14 +52,7 @@ def weak_pipeline(size, scale=(0.2, 1.0), value_range=(0, 255), blur=True, seed=
     layers = [
         RandomResizedCrop(size, size, scale=scale, seed=seeds[0]),
         RandomApply(
-            keras.layers.RandomColorJitter(
-                value_range=value_range,
-                brightness_factor=0.4,
-                contrast_factor=0.4,
-                saturation_factor=(0.375, 0.5833),
-                hue_factor=0.2,
-                seed=seeds[1],
-            ),
+            ColorJitter(0.4, 0.4, 0.4, 0.1, value_range=value_range, seed=seeds[1]),
             rate=0.8,
             seed=seeds[2],
         ),

@@ -23,8 +23,7 @@ class RandomApply(keras.layers.Layer):
     Example:
 
     ```python
-    jitter = RandomApply(keras.layers.RandomColorJitter(
-        value_range=(0, 255), contrast_factor=0.4), rate=0.8, seed=0)
+    jitter = RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.1), rate=0.8, seed=0)
     ```
     """
 

@@ -211,13 +211,10 @@ def _random_decisions(pipeline, images):
         out[name] = boxes[:, i].astype("float64")
     apply = _first(pipeline, L.RandomApply)
     jitter = apply.layer
-    out["jitter_brightness"] = flat(
-        jitter.random_brightness.get_random_transformation(images)["rgb_delta"])
-    out["jitter_contrast"] = flat(
-        jitter.random_contrast.get_random_transformation(images)["contrast_factor"])
-    out["jitter_saturation"] = flat(
-        jitter.random_saturation.get_random_transformation(images)["factor"])
-    out["jitter_hue"] = flat(jitter.random_hue.get_random_transformation(images)["factor"])
+    jitter_draws = jitter.get_random_transformation(images)
+    for name in ("brightness", "contrast", "saturation", "hue"):
+        out[f"jitter_{name}"] = flat(jitter_draws[f"{name}_factor"])
+    out["jitter_first_op"] = flat(jitter_draws["order"][:, 0])
     # RandomApply draws its decision inside `call`: an image was jittered iff it changed.
     changed = np.asarray(apply(images, training=True)) != images
     out["jitter_applied"] = changed.reshape(len(images), -1).any(axis=1).astype("float64")
