@@ -118,10 +118,11 @@ class BYOLModel(ContrastiveTrainer):
         return 1.0 - (1.0 - self.momentum) * (tf.cos(math.pi * progress) + 1.0) / 2.0
 
     def predict_views(self, images, training):
-        """`(features, normalised predictions)` of the online network on `images`."""
+        """`(features, normalised projections, normalised predictions)` of the online net."""
         features = self.encoder(images, training=training)
         projection = self.head(features, training=training)
-        return features, l2_normalize(self.predictor(projection, training=training))
+        prediction = self.predictor(projection, training=training)
+        return features, l2_normalize(projection), l2_normalize(prediction)
 
     def project(self, images, training):
         features = self.encoder(images, training=training)
@@ -129,8 +130,8 @@ class BYOLModel(ContrastiveTrainer):
 
     def compute_base(self, views, training):
         x1, x2 = views.query[0], views.key
-        features_1, p1 = self.predict_views(x1, training)
-        _, p2 = self.predict_views(x2, training)
+        features_1, z1, p1 = self.predict_views(x1, training)
+        _, _, p2 = self.predict_views(x2, training)
         t1 = self.momentum_project(x1, training)
         t2 = self.momentum_project(x2, training)
         loss = tf.reduce_mean(byol_loss(t2, p1) + byol_loss(t1, p2))
@@ -145,9 +146,9 @@ class BYOLModel(ContrastiveTrainer):
         return BaseOutputs(
             terms={self.base_loss_name: loss},
             pairs=pairs,
-            embed=lambda images, training: self.predict_views(images, training)[1],
+            embed=lambda images, training: self.predict_views(images, training)[2],
             features=features_1,
-            projections=p1,
+            projections=z1,
         )
 
     def after_step(self, outputs):

@@ -160,7 +160,10 @@ class MoCoModel(ContrastiveTrainer):
         self.batch_negatives = bool(batch_negatives)
         self.symmetric = bool(symmetric)
         self.build_momentum_network()
-        self.queue = KeyQueue(queue_size, self.projection_dim, seed=seed, name="queue")
+        # float32 under any dtype policy: keys are compared in float32.
+        self.queue = KeyQueue(
+            queue_size, self.projection_dim, seed=seed, name="queue", dtype="float32"
+        )
         self.built = True
 
     def validate_views(self, views):

@@ -112,7 +112,8 @@ class SupConModel(ContrastiveTrainer):
             self.base_temperature = getattr(self.contrastive_loss, "base_temperature", None)
             self.build_momentum_network()
             self.queue = KeyQueue(
-                queue_size, self.projection_dim, seed=seed, with_labels=True, name="queue"
+                queue_size, self.projection_dim, seed=seed, with_labels=True, name="queue",
+                dtype="float32",  # keys are compared in float32 under any dtype policy
             )
         self.built = True
 

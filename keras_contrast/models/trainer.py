@@ -213,7 +213,7 @@ class ContrastiveTrainer(keras.Model):
     logged as `probe_loss` / `probe_accuracy` by `fit` and `evaluate` whenever the batch has
     labels; and the collapse monitor `z_std`, the mean over dimensions of the batch standard
     deviation of the L2-normalised projections (`1 / sqrt(d)` for well spread projections,
-    0 for collapse). `evaluate()` also takes plain `(images [B, H, W, C], labels)` batches,
+    0 for collapse; under a strategy, the mean over replicas of each replica's spread). `evaluate()` also takes plain `(images [B, H, W, C], labels)` batches,
     for which it reports only the probe's metrics, so a validation split can be passed to
     `fit(validation_data=...)`.
 
