@@ -1,7 +1,5 @@
 """torchvision's ColorJitter on PIL images: per-image factors and order, Pillow-exact."""
 
-import math
-
 import keras
 import tensorflow as tf
 from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
@@ -133,22 +131,13 @@ class ColorJitter(BaseImagePreprocessingLayer):
             ("contrast", contrast),
             ("saturation", saturation),
         ):
-            if not _is_number(value) or not value >= 0:
+            if not _image_utils.is_finite_number(value) or not value >= 0:
                 raise ValueError(
                     f"`{name}` must be a finite number >= 0. Received: {name}={value}"
                 )
-        if not _is_number(hue) or not 0 <= hue <= 0.5:
+        if not _image_utils.is_finite_number(hue) or not 0 <= hue <= 0.5:
             raise ValueError(
                 f"`hue` must be a number in [0, 0.5]. Received: hue={hue}"
-            )
-        if not (
-            isinstance(value_range, (tuple, list))
-            and len(value_range) == 2
-            and all(_is_number(v) for v in value_range)
-        ):
-            raise ValueError(
-                "`value_range` must be a tuple `(low, high)` of finite numbers with "
-                f"low < high. Received: value_range={value_range}"
             )
         self.brightness = brightness
         self.contrast = contrast
@@ -242,14 +231,6 @@ class ColorJitter(BaseImagePreprocessingLayer):
             }
         )
         return config
-
-
-def _is_number(value):
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 # ---------------------------------------------------------------------------
