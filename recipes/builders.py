@@ -19,8 +19,32 @@ from absl import logging
 import keras_contrast as kc
 
 
+def check_writable_directory(path, flag):
+    """Creates `path` if needed and checks that files can be written there, at start-up.
+
+    Raises a `ValueError` naming the flag and the path when it is a file, read-only, or full,
+    so that a run cannot fail only after training.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} must be a directory. Received: {flag}={path} (a file)")
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_check_{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"{flag} must be a writable directory. Received: {flag}={path} ({error.strerror})"
+        ) from error
+
+
 def set_up(config):
-    """Seeds every RNG, sets the dtype policy, and returns the distribution strategy."""
+    """Checks the output folders, seeds every RNG, sets the dtype policy, returns the strategy."""
+    check_writable_directory(config.model_dir, "--model_dir")
+    check_writable_directory(config.export_dir, "--export_dir")
     if recipe_flags.QUIET:
         logging.set_verbosity(logging.WARNING)  # absl INFO lines (TensorFlow's exports, ...)
         tf.get_logger().setLevel("ERROR")  # TensorFlow's Python-side INFO lines
@@ -92,7 +116,13 @@ def steps_per_epoch(config, info):
         raise ValueError(
             f"The size of --dataset={config.dataset} is unknown: pass --steps_per_epoch."
         )
-    return max(1, info.num_examples // config.batch_size)
+    if info.num_examples < config.batch_size:
+        raise ValueError(
+            f"--batch_size={config.batch_size} is larger than the training split "
+            f"({info.num_examples} examples of --dataset={config.dataset} with "
+            f"--train_fraction={config.train_fraction}): not one full batch per epoch."
+        )
+    return info.num_examples // config.batch_size
 
 
 def build_encoder(config, size, image_shape=None):
