@@ -263,7 +263,14 @@ class ImageSummary(keras.callbacks.Callback):
                 images = tf.convert_to_tensor(images)[: self.max_images]
                 if images.dtype != tf.uint8:
                     images = tf.cast(tf.clip_by_value(images, 0, 255), tf.uint8)
-                tf.summary.image(name, images, step=0, max_outputs=self.max_images)
+                if images.shape[-1] in (1, 3, 4):
+                    tf.summary.image(name, images, step=0, max_outputs=self.max_images)
+                    continue
+                # E.g. ImCLR's channel pairing (6 channels): one RGB image per 3 channels.
+                for start in range(0, images.shape[-1] - 2, 3):
+                    tf.summary.image(f"{name}_channels_{start}-{start + 2}",
+                                     images[..., start:start + 3], step=0,
+                                     max_outputs=self.max_images)
         writer.flush()
 
 
@@ -376,11 +383,16 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
     """Batched `(float32 image, label)` datasets for evaluation.
 
     The training split is un-augmented, or with `augment` the references' linear-evaluation
-    views (random resized crop to `size`, scale (0.2, 1), and a horizontal flip).
+    views (random resized crop to `size`, scale (0.2, 1), and a horizontal flip). Without
+    augmentation, images of another size than `size` (e.g. `--image_size=16` on 32-px data)
+    are resized to it (bilinear), as the training views are.
     """
 
     def to_float(images, labels):
-        return tf.cast(images, tf.float32), labels
+        images = tf.cast(images, tf.float32)
+        if size is not None and not augment and tuple(images.shape[1:3]) != (size, size):
+            images = tf.image.resize(images, [size, size], method="bilinear")
+        return images, labels
 
     common_args = dict(batch_size=config.batch_size, cache=config.cache, seed=config.seed)
     train_batches = kc.data.build_pipeline(train, **common_args).map(to_float)

@@ -76,7 +76,10 @@ def main(argv):
     )
 
     def train_batch(images, labels):
-        images = augment(tf.cast(images, tf.float32), training=True)
+        images = tf.cast(images, tf.float32)
+        if tuple(images.shape[1:3]) != (size, size):  # --image_size on data of another size
+            images = tf.image.resize(images, [size, size], method="bilinear")
+        images = augment(images, training=True)
         batch = {"images": images, "labels": tf.one_hot(labels, info.num_classes)}
         if cutmix is not None:
             batch = cutmix(batch, training=True)
@@ -113,7 +116,7 @@ def main(argv):
             kc.models.ImCLRClassifier(classifier, axis=FLAGS.axis) if FLAGS.imclr else classifier
         )
 
-    _, validation_batches = builders.eval_pipelines(config, train, validation)
+    _, validation_batches = builders.eval_pipelines(config, train, validation, size=size)
     # Phases as in pretrain.py: a finished training is never repeated (marker + saved
     # classifier); a killed training resumes from its last epoch (BackupAndRestore).
     trained_marker = os.path.join(config.model_dir, "train_done.json")

@@ -95,7 +95,7 @@ def run(config, pretrain_config, extra=None):
             summary["strong"] = strong[0] if isinstance(strong, (list, tuple)) else strong
         callbacks = builders.callbacks(config, summary)
         if config.validation_curve and model.probe is not None:
-            _, validation_batches = builders.eval_pipelines(config, train, validation)
+            _, validation_batches = builders.eval_pipelines(config, train, validation, size=size)
             callbacks.append(
                 builders.ValidationCurve(
                     lambda images: model(images, training=False)["probabilities"],

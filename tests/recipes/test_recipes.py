@@ -66,12 +66,12 @@ def last_json(stdout):
     return json.loads(lines[-1])
 
 
-def check_saved_model(export_dir, num_classes=10):
+def check_saved_model(export_dir, num_classes=10, size=32):
     """Loads the export in a fresh interpreter that does not import keras_contrast."""
     code = f"""
 import json, numpy as np, tensorflow as tf
 loaded = tf.saved_model.load({export_dir!r})
-images = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+images = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, {size}, {size}, 3)), tf.float32)
 out = loaded.signatures["serving_default"](images=images)
 jpeg = tf.io.encode_jpeg(tf.cast(images[0], tf.uint8)).numpy()
 enc = loaded.signatures["serve_encoded"](image_bytes=tf.constant([jpeg]))
@@ -89,10 +89,10 @@ print(json.dumps({{k: list(v.shape) for k, v in enc.items()}}))
     assert "embeddings" in shapes
 
 
-def check_result(result, tmp_path):
+def check_result(result, tmp_path, size=32):
     assert result["export_dir"] == str(tmp_path / "export")
     assert result["optimizer_steps"] == 2
-    check_saved_model(result["export_dir"])
+    check_saved_model(result["export_dir"], size=size)
 
 
 @pytest.mark.slow
@@ -116,20 +116,29 @@ def test_supcon_cifar_mirrored(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [[], ["--noimclr", "--cutmix", "--randaugment"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--noimclr", "--cutmix", "--randaugment"],
+        # Both crashed in 0.1.0: a 6-channel TensorBoard image, and 32-px evaluation images.
+        ["--axis=channels"],
+        ["--axis=height", "--image_size=16"],
+    ],
+)
 def test_imclr_cifar(tmp_path, args):
     result = run_recipe("imclr_cifar.py", tmp_path, "--train_fraction=0.5", *args)
     assert result["imclr"] == ("--noimclr" not in args)
-    check_result(result, tmp_path)
+    check_result(result, tmp_path, size=16 if "--image_size=16" in args else 32)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [[], ["--base=simclr"]])
+@pytest.mark.parametrize("args", [[], ["--base=simclr"], ["--image_size=16"]])
 def test_mixco_cifar(tmp_path, args):
     result = run_recipe("mixco_cifar.py", tmp_path, "--queue_size=64", *args)
     assert result["mixco"] is True and result["clsa"] is False
-    assert result["base"] == ("simclr" if args else "moco")
-    check_result(result, tmp_path)
+    assert result["base"] == ("simclr" if "--base=simclr" in args else "moco")
+    check_result(result, tmp_path, size=16 if "--image_size=16" in args else 32)
 
 
 @pytest.mark.slow
