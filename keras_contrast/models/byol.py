@@ -12,6 +12,7 @@ from keras_contrast.models.trainer import (
     BaseOutputs,
     ContrastiveTrainer,
     ContrastPair,
+    check_int,
     check_number,
     l2_normalize,
 )
@@ -89,12 +90,7 @@ class BYOLModel(ContrastiveTrainer):
             encoder, head=head, add_ons=add_ons, num_classes=num_classes, seed=seed, **kwargs
         )
         check_number("momentum", momentum, minimum=0.0, inclusive=True, maximum=1.0)
-        if total_steps is not None and (
-            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
-        ):
-            raise ValueError(
-                f"`total_steps` must be None or an int >= 1. Received: total_steps={total_steps!r}"
-            )
+        check_int("total_steps", total_steps, allow_none=True)
         if predictor is not None and not isinstance(predictor, keras.layers.Layer):
             raise ValueError(
                 f"`predictor` must be a Keras layer or None. Received: predictor={predictor!r}"

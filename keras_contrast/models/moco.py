@@ -10,6 +10,7 @@ from keras_contrast.models.trainer import (
     BaseOutputs,
     ContrastiveTrainer,
     ContrastPair,
+    check_int,
     check_number,
 )
 
@@ -146,12 +147,10 @@ class MoCoModel(ContrastiveTrainer):
         super().__init__(
             encoder, head=head, add_ons=add_ons, num_classes=num_classes, seed=seed, **kwargs
         )
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"`queue_size` must be an int >= 1. Received: queue_size={queue_size!r}")
+        check_int("queue_size", queue_size)
         check_number("momentum", momentum, minimum=0.0, inclusive=True, maximum=1.0)
         check_number("temperature", temperature)
-        if isinstance(bn_splits, bool) or not isinstance(bn_splits, int) or bn_splits < 1:
-            raise ValueError(f"`bn_splits` must be an int >= 1. Received: bn_splits={bn_splits!r}")
+        check_int("bn_splits", bn_splits)
         self.queue_size = queue_size
         self.momentum = momentum
         self.temperature = temperature

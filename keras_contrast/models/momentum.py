@@ -81,12 +81,17 @@ def clone_momentum_encoder(encoder, name=None):
         input_shape = tf.nest.map_structure(lambda t: tuple(t.shape), encoder.inputs)
         clone.build(input_shape[0] if len(input_shape) == 1 else input_shape)
     clone.name = name or f"{encoder.name}_momentum"
-    if len(clone.weights) != len(encoder.weights):
+    return _copy_and_freeze(encoder, clone, "encoder")
+
+
+def _copy_and_freeze(source, clone, argument):
+    """Copies `source`'s weights into `clone` and marks every clone variable non-trainable."""
+    if len(clone.weights) != len(source.weights):
         raise ValueError(
-            f"Cloning `encoder` gave {len(clone.weights)} weights instead of "
-            f"{len(encoder.weights)}. Received: encoder={encoder.name}"
+            f"Cloning `{argument}` gave {len(clone.weights)} weights instead of "
+            f"{len(source.weights)}. Received: {argument}={source.name}"
         )
-    clone.set_weights(encoder.get_weights())
+    clone.set_weights(source.get_weights())
     for variable in clone.weights:
         variable.trainable = False
     return clone
@@ -154,12 +159,4 @@ def clone_momentum_layer(layer, input_shape, name=None):
     config["name"] = name or f"{layer.name}_momentum"
     clone = layer.__class__.from_config(config)
     clone.build(input_shape)
-    if len(clone.weights) != len(layer.weights):
-        raise ValueError(
-            f"Cloning `layer` gave {len(clone.weights)} weights instead of "
-            f"{len(layer.weights)}. Received: layer={layer.name}"
-        )
-    clone.set_weights(layer.get_weights())
-    for variable in clone.weights:
-        variable.trainable = False
-    return clone
+    return _copy_and_freeze(layer, clone, "layer")

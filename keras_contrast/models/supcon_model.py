@@ -12,6 +12,7 @@ from keras_contrast.models.trainer import (
     BaseOutputs,
     ContrastiveTrainer,
     ContrastPair,
+    check_int,
     check_number,
     unscale_loss_for_distribution,
 )
@@ -96,12 +97,7 @@ class SupConModel(ContrastiveTrainer):
         )
         if loss is not None and not callable(loss):
             raise ValueError(f"`loss` must be a Keras loss or None. Received: loss={loss!r}")
-        if queue_size is not None and (
-            isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1
-        ):
-            raise ValueError(
-                f"`queue_size` must be None or an int >= 1. Received: queue_size={queue_size!r}"
-            )
+        check_int("queue_size", queue_size, allow_none=True)
         check_number("momentum", momentum, minimum=0.0, inclusive=True, maximum=1.0)
         self.contrastive_loss = loss if loss is not None else SupConLoss()
         self.queue_size = queue_size

@@ -91,6 +91,15 @@ def check_number(name, value, minimum=0.0, inclusive=False, maximum=None):
         raise ValueError(f"`{name}` must be a finite number {bound}. Received: {name}={value!r}")
 
 
+def check_int(name, value, minimum=1, allow_none=False):
+    """Raises a `ValueError` naming `name` unless `value` is an int (not a bool) >= minimum."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {bound}. Received: {name}={value!r}")
+
+
 @dataclasses.dataclass
 class ContrastPair:
     """One anchor set of a base method and the key set it contrasts against.
@@ -251,12 +260,7 @@ class ContrastiveTrainer(keras.Model):
             )
         if head is not None and not isinstance(head, keras.layers.Layer):
             raise ValueError(f"`head` must be a Keras layer or None. Received: head={head!r}")
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise ValueError(
-                f"`num_classes` must be an int >= 2 or None. Received: num_classes={num_classes!r}"
-            )
+        check_int("num_classes", num_classes, minimum=2, allow_none=True)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
         add_ons = list(add_ons or ())
