@@ -437,7 +437,8 @@ def linear_eval(config, strategy, encoder, train, validation, info, size=None):
             num_classes=info.num_classes,
             epochs=config.eval_epochs,
             optimizer=kc.optimizers.TorchSGD(schedule, momentum=0.9),
-            verbose=2,
+            # On cached features an epoch takes milliseconds: no line per epoch.
+            verbose=2 if augmented else 0,
             cache_features=not augmented,
             batch_size=config.batch_size,
             seed=config.seed,
