@@ -210,6 +210,10 @@ def export_saved_model(model, export_dir, image_size, input_scale=1.0, verbose=F
         )
         return outputs_for(images)
 
+    if not model.built:
+        # e.g. an `ImCLRClassifier` whose inner classifier was trained but that was never
+        # called itself: built for the exported input size.
+        model.build((None, height, width, 3))
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(

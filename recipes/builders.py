@@ -5,9 +5,11 @@ arguments; none reads flags.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import random
+import shutil
 import sys
 
 import recipe_flags  # First: it configures TensorFlow's allocator before TensorFlow starts.
@@ -62,12 +64,16 @@ def set_up(config):
 def load_splits(config):
     """`(train, validation, info)` for `--dataset`: datasets of `(uint8 image, int label)`.
 
+    `validation` is `None` when there is no validation split (`folder:` datasets with
+    `--validation_per_class=0`: every image trains).
+
     With `--train_fraction < 1` the training split is every k-th example of the split in its
     stored order (sorted files for folders): the same subset for every seed and recipe, so
     paired comparisons see the same data; `info.num_examples` is the subset's size.
     """
     name = config.dataset
     subset = config.train_fraction < 1
+    validation = None
     if name == "cifar10_sample":
         train, info = kc.data.cifar10_sample("train")
         validation, _ = kc.data.cifar10_sample("validation")
@@ -81,7 +87,8 @@ def load_splits(config):
         train, info = kc.data.folder_source(
             path, "train", shuffle_files=not subset, seed=config.seed, **kwargs
         )
-        validation, _ = kc.data.folder_source(path, "validation", **kwargs)
+        if config.has_validation:
+            validation, _ = kc.data.folder_source(path, "validation", **kwargs)
     else:
         train, info = kc.data.load(name, "train", data_dir=config.data_dir)
         validation_split = "test" if "test" in info.splits else "validation"
@@ -274,23 +281,45 @@ class ImageSummary(keras.callbacks.Callback):
         writer.flush()
 
 
-def callbacks(config, example_views):
-    """Progress, TensorBoard (with augmented views), and per-epoch resumable checkpoints.
+def backup_dir(config):
+    """The folder of the per-epoch training backups: `<model_dir>/backup`."""
+    return os.path.join(config.model_dir, "backup")
 
-    `BackupAndRestore` saves model, optimizer and epoch at the end of every epoch and, when
-    the recipe is started again with the same `--model_dir` after a kill, resumes from the
-    last finished epoch.
+
+def callbacks(config, example_views):
+    """Resumable per-epoch backups, TensorBoard (with augmented views); the backup first.
+
+    `keras_contrast.models.AtomicBackupAndRestore` saves model, optimizer and epoch at the
+    end of every epoch, atomically, and when the recipe is started again with the same
+    `--model_dir` after a kill, resumes from the last finished epoch (a damaged backup falls
+    back to the previous one, or to a fresh start, with a warning naming the file). The
+    backup is kept when `fit` ends: a recipe calls `remove_backup` once it has saved what it
+    trained and written its phase marker, so that a kill in between loses nothing.
     """
     log_dir = os.path.join(config.model_dir, "tensorboard")
     return [
-        # double_checkpoint: a kill while a backup is being written leaves the previous
-        # one to resume from.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(config.model_dir, "backup"), double_checkpoint=True
-        ),
+        kc.models.AtomicBackupAndRestore(backup_dir(config), delete_checkpoint=False),
         keras.callbacks.TensorBoard(log_dir=log_dir),
         ImageSummary(log_dir, example_views),
     ]
+
+
+def remove_backup(config):
+    """Deletes the training backups (call after the trained model and its marker are saved)."""
+    shutil.rmtree(backup_dir(config), ignore_errors=True)
+
+
+def last_epoch_metrics(history, backup, names):
+    """The last epoch's values of the metrics `names` that were logged.
+
+    From this `fit`'s `history` (a `keras.callbacks.History`'s dict), or, when a resumed run
+    had no epoch left to train, from the logs saved with the backup it restored.
+    """
+    if history.get("loss"):
+        logs = {name: values[-1] for name, values in history.items() if values}
+    else:
+        logs = backup.restored_logs or {}
+    return {name: float(logs[name]) for name in names if name in logs}
 
 
 def first_views(dataset):
@@ -325,14 +354,40 @@ def read_json(path):
 def save_keras(model, path):
     """`model.save(path)` through a temporary file and a rename (atomic)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = path[: -len(".keras")] + f".tmp{os.getpid()}.keras"
+    stem = path[: -len(".keras")]
+    for stale in glob.glob(glob.escape(stem) + ".tmp*.keras"):  # left by a killed run
+        os.remove(stale)
+    temporary = f"{stem}.tmp{os.getpid()}.keras"
     model.save(temporary)
     os.replace(temporary, path)
     return path
 
 
+def load_keras(path, strategy, what):
+    """The model saved at `path` (under `strategy`), or `None` if it is missing or damaged.
+
+    A damaged file (a truncated copy, a failing disk) is reported with a warning naming it,
+    and the phase that writes it runs again instead of failing every later start.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        with strategy.scope():
+            return keras.saving.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        logging.warning("Ignoring the damaged %s %s (%s: %s); it is made again.", what, path,
+                        type(error).__name__, reason)
+        return None
+
+
 def accuracy_of(predict, batches):
-    """Top-1 accuracy of `predict(images) -> scores [B, classes]` on `(images, labels)` batches."""
+    """Top-1 accuracy of `predict(images) -> scores [B, classes]` on `(images, labels)` batches.
+
+    `None` without validation batches (`batches=None`: no validation split).
+    """
+    if batches is None:
+        return None
     correct = total = 0
     for images, labels in batches:
         predictions = np.argmax(np.asarray(predict(images)), axis=-1)
@@ -385,7 +440,8 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
     The training split is un-augmented, or with `augment` the references' linear-evaluation
     views (random resized crop to `size`, scale (0.2, 1), and a horizontal flip). Without
     augmentation, images of another size than `size` (e.g. `--image_size=16` on 32-px data)
-    are resized to it (bilinear), as the training views are.
+    are resized to it (bilinear), as the training views are. The validation batches are
+    `None` when `validation` is (no validation split).
     """
 
     def to_float(images, labels):
@@ -408,9 +464,11 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
             lambda images, labels: (views(images, training=True), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    validation_batches = kc.data.build_pipeline(
-        validation, shuffle_buffer=0, drop_remainder=False, **common_args
-    ).map(to_float)
+    validation_batches = None
+    if validation is not None:
+        validation_batches = kc.data.build_pipeline(
+            validation, shuffle_buffer=0, drop_remainder=False, **common_args
+        ).map(to_float)
     return train_batches, validation_batches
 
 
@@ -420,11 +478,20 @@ def linear_eval(config, strategy, encoder, train, validation, info, size=None):
     SGD (momentum 0.9, cosine decay from `--eval_learning_rate`, no weight decay) for
     `--eval_epochs`, on cached features (`--eval_protocol=cached`) or on augmented views
     every epoch (`augmented`, the references' protocol).
+
+    The random state is reset from `--seed` first, so the same encoder gives the same
+    classifier and accuracy whatever ran before in the process: a run killed during linear
+    evaluation and started again reports what the uninterrupted run would have.
+
+    Without a validation split (`validation=None`) the classifier is trained the same way and
+    the accuracy is `None`. (`kc.models.linear_evaluation` needs an evaluation split: it gets
+    one training batch, whose accuracy is discarded.)
     """
     augmented = config.eval_protocol == "augmented"
     train_batches, validation_batches = eval_pipelines(
         config, train, validation, augment=augmented, size=size
     )
+    keras.utils.set_random_seed(config.seed)  # as at the start of a run (`set_up`)
     batches_per_epoch = max(1, (info.num_examples or config.batch_size) // config.batch_size)
     with strategy.scope():
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -433,7 +500,7 @@ def linear_eval(config, strategy, encoder, train, validation, info, size=None):
         accuracy, classifier = kc.models.linear_evaluation(
             encoder,
             train_batches,
-            validation_batches,
+            validation_batches if validation_batches is not None else train_batches.take(1),
             num_classes=info.num_classes,
             epochs=config.eval_epochs,
             optimizer=kc.optimizers.TorchSGD(schedule, momentum=0.9),
@@ -443,6 +510,10 @@ def linear_eval(config, strategy, encoder, train, validation, info, size=None):
             batch_size=config.batch_size,
             seed=config.seed,
         )
+    if validation_batches is None:
+        logging.info("Linear classifier trained (%s); no validation split to measure it.",
+                     config.eval_protocol)
+        return None, classifier
     logging.info("Linear evaluation accuracy (%s): %.4f", config.eval_protocol, accuracy)
     return accuracy, classifier
 

@@ -118,11 +118,14 @@ def main(argv):
 
     _, validation_batches = builders.eval_pipelines(config, train, validation, size=size)
     # Phases as in pretrain.py: a finished training is never repeated (marker + saved
-    # classifier); a killed training resumes from its last epoch (BackupAndRestore).
+    # classifier); a killed training resumes from its last epoch (AtomicBackupAndRestore).
     trained_marker = os.path.join(config.model_dir, "train_done.json")
     classifier_path = os.path.join(config.model_dir, "classifier.keras")
     trained = builders.read_json(trained_marker)
-    if trained is None or not os.path.exists(classifier_path):
+    saved = None if trained is None else builders.load_keras(
+        classifier_path, strategy, "classifier"
+    )
+    if saved is None:
         example_images, _ = builders.first_views(make_train(None))
         callbacks = builders.callbacks(config, {"train_inputs": example_images})
         if config.validation_curve:
@@ -141,8 +144,8 @@ def main(argv):
         trained = {"optimizer_steps": int(classifier.optimizer.iterations.numpy())}
         builders.write_json(trained_marker, trained)
     else:
+        classifier = saved
         with strategy.scope():
-            classifier = keras.saving.load_model(classifier_path)
             model = (
                 kc.models.ImCLRClassifier(classifier, axis=FLAGS.axis)
                 if FLAGS.imclr else classifier
@@ -164,6 +167,7 @@ def main(argv):
         "export_dir": export_dir,
     }
     builders.write_json(os.path.join(config.model_dir, "result.json"), result)
+    builders.remove_backup(config)  # only now: a kill before this resumes without retraining
     builders.report(result)
 
 

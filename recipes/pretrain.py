@@ -24,6 +24,10 @@ validation accuracy of the online probe after every epoch in `<model_dir>/curve.
 ends with one JSON line (also written to `<model_dir>/result.json`): `base`, `clsa`, `mixco`,
 the accuracies, `optimizer_steps`, the encoder path (`<model_dir>/encoder.keras`) and the
 SavedModel export folder.
+
+A folder dataset with `--validation_per_class=0` has no validation split: every image
+pretrains, no validation curve is measured, the linear classifier is trained and exported,
+and `linear_eval_accuracy` is `null`.
 """
 
 import os
@@ -68,17 +72,20 @@ def run(config, pretrain_config, extra=None):
         return dataset if with_labels else dataset.map(lambda views, labels: views)
 
     train_views = kc.data.distribute(strategy, make_train)
-    # Phases: pretraining, linear evaluation, export. A finished phase leaves a marker
-    # (written atomically) and is never run again: a run killed during linear evaluation or
-    # export resumes there; a killed pretraining resumes from its last epoch (BackupAndRestore).
+    # Phases: pretraining, linear evaluation, export. A finished phase leaves its model and a
+    # marker (both written atomically) and is never run again: a run killed during linear
+    # evaluation or export resumes there. A killed pretraining resumes from its last epoch
+    # (`AtomicBackupAndRestore`); the backup is deleted only at the very end, so a missing or
+    # damaged marker or encoder is made again from it without training again.
     pretrained_marker = os.path.join(config.model_dir, "pretrain_done.json")
     evaluated_marker = os.path.join(config.model_dir, "linear_eval_done.json")
     encoder_path = os.path.join(config.model_dir, "encoder.keras")
     classifier_path = os.path.join(config.model_dir, "linear_classifier.keras")
     pretrained = builders.read_json(pretrained_marker)
-    if pretrained is not None and not os.path.exists(encoder_path):
-        pretrained = None
-    if pretrained is None:
+    encoder = None if pretrained is None else builders.load_keras(
+        encoder_path, strategy, "encoder"
+    )
+    if encoder is None:
         with strategy.scope():
             model = builders.build_trainer(
                 config, p, size=size, steps=steps, num_classes=info.num_classes,
@@ -105,26 +112,26 @@ def run(config, pretrain_config, extra=None):
             )
         model.fit(train_views, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
                   shuffle=False, verbose=builders.progress_verbosity())
-        history = model.history.history if model.history else {}
         builders.save_encoder(config, model.encoder)
         pretrained = {
             "optimizer_steps": int(model.optimizer.iterations.numpy()),
-            # The last epoch's training metrics (absent when a resumed run had no epoch left).
-            "metrics": {
-                name: float(history[name][-1])
-                for name in ("loss", "probe_accuracy")
-                if history.get(name)
-            },
+            # The last epoch's training metrics (from the backup if no epoch was left).
+            "metrics": builders.last_epoch_metrics(
+                model.history.history if model.history else {}, callbacks[0],
+                ("loss", "probe_accuracy"),
+            ),
         }
         builders.write_json(pretrained_marker, pretrained)
-    evaluated = builders.read_json(evaluated_marker)
-    if evaluated is not None and os.path.exists(classifier_path):
-        with strategy.scope():
-            classifier = keras.saving.load_model(classifier_path)
-        accuracy = evaluated["linear_eval_accuracy"]
-    else:
+        # Evaluate the saved encoder, as a run started again after this point does.
         with strategy.scope():
             encoder = keras.saving.load_model(encoder_path)
+    evaluated = builders.read_json(evaluated_marker)
+    classifier = None if evaluated is None else builders.load_keras(
+        classifier_path, strategy, "linear classifier"
+    )
+    if classifier is not None:
+        accuracy = evaluated["linear_eval_accuracy"]
+    else:
         accuracy, classifier = builders.linear_eval(
             config, strategy, encoder, train, validation, info, size=size
         )
@@ -150,6 +157,7 @@ def run(config, pretrain_config, extra=None):
     result.update(pretrained["metrics"])
     result.update(extra or {})
     builders.write_json(os.path.join(config.model_dir, "result.json"), result)
+    builders.remove_backup(config)
     return builders.report(result)
 
 

@@ -58,6 +58,15 @@ class RecipeConfig:
     eval_epochs: int
     cache: bool
 
+    @property
+    def has_validation(self):
+        """False for a `folder:` dataset with `--validation_per_class=0` (every image trains).
+
+        Without a validation split the recipes train and export as usual, measure no
+        validation curve and report `null` accuracies.
+        """
+        return not (self.dataset.startswith("folder:") and self.validation_per_class == 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
@@ -125,6 +134,17 @@ def config_from_flags(recipe, flag_values=FLAGS):
             "--warmup_epochs must be in [0, --epochs]. "
             f"Received: --warmup_epochs={f.warmup_epochs} with --epochs={f.epochs}"
         )
+    if f.validation_per_class < 0:
+        raise ValueError(
+            "--validation_per_class must be >= 0 (0: no validation split). "
+            f"Received: --validation_per_class={f.validation_per_class}"
+        )
+    no_validation = f.dataset.startswith("folder:") and f.validation_per_class == 0
+    if no_validation and f.validation_curve and f["validation_curve"].present:
+        raise ValueError(
+            "--validation_curve needs a validation split. Received: --validation_curve with "
+            f"--validation_per_class=0 and --dataset={f.dataset}"
+        )
     if f.tpu and f.strategy != "tpu":
         raise ValueError(
             f"--tpu is only used with --strategy=tpu. Received: --strategy={f.strategy}"
@@ -164,7 +184,7 @@ def config_from_flags(recipe, flag_values=FLAGS):
         train_fraction=f.train_fraction,
         eval_protocol=f.eval_protocol,
         eval_learning_rate=f.eval_learning_rate,
-        validation_curve=f.validation_curve,
+        validation_curve=f.validation_curve and not no_validation,
         warmup_epochs=f.warmup_epochs,
         mixed_precision=f.mixed_precision,
         jit_compile=f.jit_compile,

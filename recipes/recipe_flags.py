@@ -70,7 +70,8 @@ flags.DEFINE_string("data_dir", None, "TFDS data_dir (prepared datasets).")
 flags.DEFINE_integer(
     "validation_per_class",
     500,
-    "For `folder:` datasets: images per class (the last ones) held out for validation.",
+    "For `folder:` datasets: images per class (the last ones) held out for validation; 0: "
+    "no validation split (every image trains; no validation curve, null accuracies).",
 )
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")

@@ -154,6 +154,21 @@ def test_imclr_classifier_export_self_pairs(tmp_path):
     _check(served, _expected(keras_outputs, images), _expected(keras_outputs, decoded))
 
 
+def test_a_never_called_model_is_built_by_the_export(tmp_path):
+    """An `ImCLRClassifier` trained through its inner classifier is never called itself."""
+    inner = LinearClassifier(ResNet(18, 4, (SIZE, 2 * SIZE, 3)), num_classes=4)
+    inner.build((None, SIZE, 2 * SIZE, 3))
+    model = ImCLRClassifier(inner, axis="width")
+    assert not model.built
+    export_dir = export.export_saved_model(model, tmp_path / "export", image_size=(SIZE, SIZE))
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    images = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    expected = tf.nn.softmax(inner(np.concatenate([images, images], axis=2)))
+    np.testing.assert_allclose(
+        served(images=tf.constant(images))["probabilities"], expected, atol=1e-5
+    )
+
+
 def test_plain_and_channel_paired_classifier_outputs():
     # No subprocess: the traced graph computes what `serving_outputs` computes eagerly.
     classifier = keras.Sequential([

@@ -14,4 +14,5 @@ from keras_contrast.models.queue import KeyQueue
 from keras_contrast.models.linear_eval import LinearClassifier
 from keras_contrast.models.linear_eval import linear_evaluation
 from keras_contrast.models.imclr import ImCLRClassifier
+from keras_contrast.models.callbacks import AtomicBackupAndRestore
 from keras_contrast.models.callbacks import KNNAccuracy

@@ -1,4 +1,10 @@
-"""Callbacks for contrastive pretraining."""
+"""Callbacks for contrastive pretraining: a kNN monitor and crash-safe backups."""
+
+import json
+import numbers
+import os
+import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -144,3 +150,277 @@ class KNNAccuracy(keras.callbacks.Callback):
         accuracy = self.evaluate()
         if logs is not None:
             logs[self.log_name] = accuracy
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that a kill, a full disk or a damaged file cannot break.
+
+    Saves the model's weights, its optimizer's state and the epoch at the end of every epoch
+    (or every `save_freq` batches) and, when `fit` is started again after an interruption,
+    restores the newest backup and continues from the epoch after it, as Keras' callback
+    does. Keras' callback overwrites its files in place, so a kill during the first write,
+    a full disk, or an empty or truncated `training_metadata.json` makes every later start
+    fail (`OSError: truncated file`, `JSONDecodeError`). Here instead:
+
+    - **Atomic writes.** Each backup is written into a temporary folder (weights, then
+      `training_metadata.json`, each flushed to disk) that is renamed to
+      `backup_dir/checkpoint-<n>` only when complete. A kill or a failed write (disk full)
+      at any moment leaves the previous backups intact; an incomplete temporary folder is
+      removed at the next start (a failed write removes its own and re-raises the error).
+    - **Validated restore with fallback.** At the start of `fit` the backups are tried from
+      the newest: a backup whose metadata is missing, empty, truncated or invalid, or whose
+      weights file is missing or cannot be loaded, is skipped with a warning that names the
+      file and deleted, and the previous one is tried. If none can be restored, training
+      starts from scratch (the model's initial weights, even if a damaged file was half
+      loaded) with a warning naming the files. A damaged backup never makes `fit` fail.
+    - **Keras' layout is read too.** A `backup_dir` written by
+      `keras.callbacks.BackupAndRestore` (`latest.weights.h5`, `training_metadata.json`,
+      and with `double_checkpoint=True` their `.bkp` copies) is restored the same way, after
+      the folders written here, so a run started with Keras' callback resumes after an
+      upgrade; those files are removed once a backup of this callback is written.
+    - **Last epoch's logs.** The metadata also holds the logs of the epoch (`loss`, ...),
+      available after a restore as `restored_logs`, so that a run that resumes after its
+      last epoch can still report its final metrics.
+
+    The newest `keep` backups are kept (2 by default: a backup damaged after it was written,
+    e.g. by a failing disk, falls back to the previous epoch). The folder must be on a local
+    file system (atomic renames) and belong to one training run, as for Keras' callback.
+
+    Args:
+        backup_dir: the folder of the backups (created if needed), a local path.
+        save_freq: `"epoch"` (at the end of each epoch) or an int (every that many batches;
+            as with Keras' callback, a restore resumes at the start of the saved epoch).
+            Defaults to `"epoch"`.
+        keep: the number of newest backups kept, an int >= 1. Defaults to `2`.
+        delete_checkpoint: whether `backup_dir` is deleted when `fit` ends. Pass `False`
+            when the run has more to save after `fit` (an exported model, a "done" marker),
+            and delete the folder yourself once that is written, so that a kill in between
+            does not lose the training. Defaults to `True`.
+
+    Example:
+
+    ```python
+    backup = keras_contrast.models.AtomicBackupAndRestore("/tmp/run/backup")
+    model.fit(dataset, epochs=100, callbacks=[backup])  # killed? the same call resumes
+    ```
+    """
+
+    CHECKPOINT_PREFIX = "checkpoint-"
+    TEMPORARY_PREFIX = ".tmp-checkpoint-"
+    WEIGHTS_NAME = "latest.weights.h5"
+    METADATA_NAME = "training_metadata.json"
+
+    def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True):
+        if not backup_dir or not isinstance(backup_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"`backup_dir` must be a non-empty path. Received: backup_dir={backup_dir!r}"
+            )
+        backup_dir = os.fspath(backup_dir)
+        if "://" in backup_dir:  # gs://, s3://, hdfs://: no atomic renames
+            raise ValueError(
+                "`backup_dir` must be on a local file system (backups are made atomic by "
+                f"renames). Received: backup_dir={backup_dir!r}"
+            )
+        if save_freq != "epoch" and (
+            not isinstance(save_freq, numbers.Integral)
+            or isinstance(save_freq, bool)
+            or save_freq < 1
+        ):
+            raise ValueError(
+                "`save_freq` must be 'epoch' or an int >= 1. "
+                f"Received: save_freq={save_freq!r}"
+            )
+        if not isinstance(keep, numbers.Integral) or isinstance(keep, bool) or keep < 1:
+            raise ValueError(f"`keep` must be an int >= 1. Received: keep={keep!r}")
+        super().__init__(
+            backup_dir, save_freq=save_freq, double_checkpoint=False,
+            delete_checkpoint=delete_checkpoint,
+        )
+        self.keep = int(keep)
+        self.restored_logs = None
+        self._epoch_logs = None
+
+    # Restoring.
+
+    def _checkpoints(self):
+        """`(number, folder)` of the complete backups, the newest first."""
+        if not os.path.isdir(self.backup_dir):
+            return []
+        found = []
+        for name in os.listdir(self.backup_dir):
+            number = name[len(self.CHECKPOINT_PREFIX):]
+            if name.startswith(self.CHECKPOINT_PREFIX) and number.isdigit():
+                found.append((int(number), os.path.join(self.backup_dir, name)))
+        return sorted(found, reverse=True)
+
+    def _candidates(self):
+        """`(weights, metadata, files to delete if damaged)`, the newest backup first."""
+        candidates = [
+            (
+                os.path.join(folder, self.WEIGHTS_NAME),
+                os.path.join(folder, self.METADATA_NAME),
+                [folder],
+            )
+            for _, folder in self._checkpoints()
+        ]
+        # Keras' own layout (its latest files, then its double_checkpoint copies).
+        for suffix in ("", ".bkp"):
+            weights = self._weights_path + suffix
+            metadata = self._training_metadata_path + suffix
+            if os.path.exists(weights) or os.path.exists(metadata):
+                candidates.append((weights, metadata, [weights, metadata]))
+        return candidates
+
+    def _read_metadata(self, path):
+        with open(path) as f:
+            metadata = json.load(f)
+        epoch = metadata.get("epoch") if isinstance(metadata, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(f"no valid 'epoch' (an int >= 0) in {metadata!r}")
+        return metadata
+
+    def _load_weights(self, path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing")
+        if path.endswith(".weights.h5"):
+            self.model.load_weights(path)
+            return
+        # Keras' `.bkp` copies: `load_weights` takes only names ending in `.weights.h5`.
+        copy = os.path.join(self.backup_dir, f"{self.TEMPORARY_PREFIX}restore-{os.getpid()}")
+        os.makedirs(copy, exist_ok=True)
+        try:
+            shutil.copyfile(path, os.path.join(copy, self.WEIGHTS_NAME))
+            self.model.load_weights(os.path.join(copy, self.WEIGHTS_NAME))
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+
+    def _state_variables(self):
+        variables = list(self.model.variables)
+        if self.model.optimizer is not None:
+            variables += list(self.model.optimizer.variables)
+        return variables
+
+    def on_train_begin(self, logs=None):
+        if not self.model.built:
+            raise ValueError(
+                "To use the AtomicBackupAndRestore callback, the model must be built before "
+                f"`fit()`. Model {self.model} is unbuilt: build it beforehand, e.g. by "
+                "calling it on a batch of data."
+            )
+        self._remove_temporary_folders()
+        candidates = self._candidates()
+        if not candidates:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            # The optimizer's variables must exist for its state to be restored.
+            self.model.optimizer.build(self.model.trainable_variables)
+        variables = self._state_variables()
+        initial = [variable.numpy() for variable in variables]
+        damaged = []
+        for weights, metadata_path, files in candidates:
+            try:
+                metadata = self._read_metadata(metadata_path)
+                self._load_weights(weights)
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+                damaged.append(files)
+                # The first line: Keras' load errors go on to print whole variables.
+                reason = (str(error).strip().splitlines() or [""])[0][:300]
+                warnings.warn(
+                    f"Cannot restore the backup {weights} with {metadata_path} "
+                    f"({type(error).__name__}: {reason}); it is deleted, and the previous "
+                    "backup is tried.",
+                )
+                continue
+            self.model._initial_epoch = metadata["epoch"]
+            self._current_epoch = metadata["epoch"]
+            logs = metadata.get("logs")
+            self.restored_logs = dict(logs) if isinstance(logs, dict) else None
+            break
+        else:
+            # A damaged file may have been half loaded: back to the initial state.
+            for variable, value in zip(variables, initial):
+                variable.assign(value)
+            warnings.warn(
+                f"No backup in {self.backup_dir} could be restored ({len(candidates)} "
+                "damaged, named above): training starts from scratch.",
+            )
+        for files in damaged:
+            self._delete(files)
+
+    # Saving.
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch_logs = {}
+        for name, value in (logs or {}).items():
+            if np.ndim(value) == 0:
+                try:
+                    self._epoch_logs[name] = float(value)
+                except (TypeError, ValueError):
+                    pass  # not a number
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        checkpoints = self._checkpoints()
+        number = checkpoints[0][0] + 1 if checkpoints else 1
+        temporary = os.path.join(
+            self.backup_dir, f"{self.TEMPORARY_PREFIX}{number}-{os.getpid()}"
+        )
+        final = os.path.join(self.backup_dir, f"{self.CHECKPOINT_PREFIX}{number:08d}")
+        try:
+            os.makedirs(temporary)
+            weights = os.path.join(temporary, self.WEIGHTS_NAME)
+            self.model.save_weights(weights, overwrite=True)
+            _fsync(weights)
+            metadata = {
+                "epoch": self._current_epoch,
+                "batch": self._last_batch_seen,
+                "logs": self._epoch_logs if self.save_freq == "epoch" else None,
+            }
+            metadata_path = os.path.join(temporary, self.METADATA_NAME)
+            with open(metadata_path, "w") as f:
+                json.dump(metadata, f)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync(temporary)
+            os.rename(temporary, final)
+            _fsync(self.backup_dir)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        for _, folder in checkpoints[self.keep - 1:]:
+            shutil.rmtree(folder, ignore_errors=True)
+        # A backup of Keras' layout is older than the one just written.
+        self._delete(
+            [path + suffix for path in (self._weights_path, self._training_metadata_path)
+             for suffix in ("", ".bkp")]
+        )
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    # Helpers.
+
+    def _remove_temporary_folders(self):
+        if os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                if name.startswith(self.TEMPORARY_PREFIX):
+                    shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
+
+    @staticmethod
+    def _delete(paths):
+        for path in paths:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.remove(path)
+
+
+def _fsync(path):
+    """Flushes a file (or a folder's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

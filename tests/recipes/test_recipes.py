@@ -163,16 +163,72 @@ EXTRA_ARGS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("add_ons", list(ADD_ONS))
-@pytest.mark.parametrize("base", BASES)
-def test_pretrain_every_combination(tmp_path, base, add_ons):
-    """`pretrain.py` trains each base with each add-on set, one optimizer step each."""
-    extra = EXTRA_ARGS.get((base, add_ons), [])
+def combination_args(base, add_ons):
     queue = ["--queue_size=32"] if base == "moco" else []
+    return [f"--base={base}", *ADD_ONS[add_ons], *queue, *EXTRA_ARGS.get((base, add_ons), [])]
+
+
+@pytest.mark.slow
+def test_pretrain_builds_and_trains_every_combination(recipe_flags):
+    """Every base x add-on set, from flags to a trained step, in this process.
+
+    The flags go through the recipes' own parsing (`recipe_config`) and builders
+    (`build_trainer`, `build_optimizer`, `build_views`), and each trainer takes one optimizer
+    step on views of the shipped sample. (`test_pretrain_end_to_end` runs a few of these as
+    whole recipes in subprocesses: one per base.)
+    """
+    import builders
+    import keras
+    import tensorflow as tf
+
+    import keras_contrast as kc
+
+    images, labels, _ = kc.data.cifar10_sample_arrays("train")
+    images, labels = images[::500][:8], labels[::500][:8]
+    trainer_class = {"simclr": kc.models.SimCLRModel, "supcon": kc.models.SupConModel,
+                     "moco": kc.models.MoCoModel, "byol": kc.models.BYOLModel}
+    for base in BASES:
+        for add_ons in ADD_ONS:
+            extra = EXTRA_ARGS.get((base, add_ons), [])
+            recipe_flags[1].unparse_flags()  # each combination from the flags' defaults
+            config, p = parse_configs(recipe_flags, *combination_args(base, add_ons),
+                                      "--batch_size=8")
+            keras.utils.clear_session()
+            model = builders.build_trainer(config, p, size=32, steps=1, num_classes=10, seed=0)
+            model.compile(optimizer=builders.build_optimizer(config, 1))
+            views = builders.build_views(p, 32, seed=0)(tf.constant(images))
+            batch = (views, tf.constant(labels)) if base == "supcon" or p.probe else views
+            history = model.fit(
+                tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False
+            ).history
+            where = f"{base} + {add_ons} {extra}"
+            assert type(model) is trainer_class[base], where
+            assert [type(a).__name__ for a in model.add_ons] == [
+                name for name, flag in (("CLSA", "--clsa"), ("MixCo", "--mixco"))
+                if flag in ADD_ONS[add_ons]
+            ], where
+            assert int(model.optimizer.iterations.numpy()) == 1, where
+            assert np.isfinite(history["loss"][-1]), where
+            assert ("probe_accuracy" in history) is ("--noprobe" not in extra), where
+            if "--crops=multi" in extra:
+                assert len(views["strong"]) == 5, where
+            if base == "moco" and add_ons == "both":
+                assert (model.symmetric, model.batch_negatives, model.bn_splits,
+                        model.shuffle_bn) == (True, True, 2, False), where
+
+
+# One whole recipe per base (with its most demanding option set); every other combination is
+# built and trained in-process above.
+END_TO_END = [("simclr", "clsa"), ("supcon", "both"), ("moco", "both"), ("byol", "none")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base, add_ons", END_TO_END)
+def test_pretrain_end_to_end(tmp_path, base, add_ons):
+    """`pretrain.py` trains, evaluates and exports: one optimizer step each."""
+    extra = EXTRA_ARGS.get((base, add_ons), [])
     result = run_recipe(
-        "pretrain.py", tmp_path, f"--base={base}", *ADD_ONS[add_ons], *queue, *extra,
-        "--steps_per_epoch=1",
+        "pretrain.py", tmp_path, *combination_args(base, add_ons), "--steps_per_epoch=1",
     )
     assert result["base"] == base
     assert result["clsa"] is ("--clsa" in ADD_ONS[add_ons])
@@ -194,6 +250,35 @@ def test_linear_eval_of_saved_encoder(tmp_path):
     result = run_recipe("linear_eval.py", tmp_path, f"--encoder={pretrain['encoder_path']}")
     assert 0.0 <= result["linear_eval_accuracy"] <= 1.0
     check_saved_model(result["export_dir"])
+
+
+def write_image_folder(root, per_class=12, classes=3):
+    """A tiny ImageFolder (PNG files) of the shipped sample's first classes."""
+    import keras_contrast as kc
+    import tensorflow as tf
+
+    images, labels, _ = kc.data.cifar10_sample_arrays("train")
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(images[labels == label][:per_class]):
+            (folder / f"{i:03d}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["imclr_cifar.py", "supcon_cifar.py"])
+def test_no_validation_split_trains_exports_and_reports_null(tmp_path, recipe):
+    """`--validation_per_class=0`: every image trains (0.1.0 crashed after pretraining)."""
+    folder = write_image_folder(tmp_path / "images")
+    result = run_recipe(
+        recipe, tmp_path, f"--dataset=folder:{folder}", "--validation_per_class=0",
+        "--batch_size=8",
+    )
+    key = "validation_accuracy" if recipe == "imclr_cifar.py" else "linear_eval_accuracy"
+    assert result[key] is None
+    check_saved_model(result["export_dir"], num_classes=3)
+    assert not os.path.exists(tmp_path / "model" / "backup")  # removed at the very end
 
 
 @pytest.fixture
@@ -221,6 +306,11 @@ def parse_configs(recipe_flags, *args):
     "args, message",
     [
         (["--batch_size=0"], "--batch_size must be >= 1. Received: --batch_size=0"),
+        (["--validation_per_class=-1"],
+         "--validation_per_class must be >= 0 (0: no validation split). "
+         "Received: --validation_per_class=-1"),
+        (["--dataset=folder:/x", "--validation_per_class=0", "--validation_curve"],
+         "--validation_curve needs a validation split"),
         (["--model=resnet99"], "--model must be one of"),
         (["--tpu=grpc://x"], "--tpu is only used with --strategy=tpu"),
         (["--warmup_epochs=5"], "--warmup_epochs must be in"),
