@@ -146,7 +146,11 @@ def build_encoder(config, size, image_shape=None):
 
 
 def build_optimizer(config, steps):
-    """Optimizer with warm-up + cosine decay; the learning rate is scaled by batch / 256."""
+    """Optimizer with warm-up + cosine decay; the learning rate is scaled by batch / 256.
+
+    The cosine decay goes from the peak to `--cosine_floor` x the peak over the steps after
+    the warm-up.
+    """
     peak = config.learning_rate * config.batch_size / 256.0
     total = steps * config.epochs
     warmup = int(round(config.warmup_epochs * steps))
@@ -155,6 +159,7 @@ def build_optimizer(config, steps):
         decay_steps=max(1, total - warmup),
         warmup_target=peak if warmup else None,
         warmup_steps=warmup,
+        alpha=config.cosine_floor,
     )
     if config.optimizer == "sgd":
         # torch.optim.SGD's semantics (coupled L2 in the momentum buffer), as the papers'

@@ -9,7 +9,8 @@ A preset of `pretrain.py` with the settings of CLSA's reference, scaled to CIFAR
   strong crops (224/192/160/128/96 with their area scales, scaled to the image size);
 * `--temperature=0.2` and `--batch_negatives` (the reference contrasts against the other
   keys of the batch as well as the queue);
-* `--queue_size=4096 --moco_momentum=0.99` (the paper's ImageNet run uses 65536 and 0.999).
+* `--queue_size=4096 --moco_momentum=0.99` (the paper's ImageNet run uses 65536 and 0.999);
+* `--learning_rate=0.03` per 256 examples, as CLSA's and MoCo's references.
 
 Every `pretrain.py` flag works here too; explicit flags override these defaults.
 
@@ -33,6 +34,7 @@ DEFAULTS = {
     "batch_negatives": True,
     "queue_size": 4096,
     "moco_momentum": 0.99,
+    "learning_rate": 0.03,
 }
 
 

@@ -6,9 +6,10 @@ A preset of `pretrain.py` with the settings of MixCo's reference on CIFAR:
   baseline); the MixCo loss has MixCo's defaults (`--mixco_weight=1`,
   `--mixco_temperature=0.05`);
 * the base's own temperature: 0.2 for MoCo-v2, 0.5 for SimCLR, as in the reference;
-* MoCo: `--queue_size=4096 --moco_momentum=0.99`. SimCLR has neither: for the commands of the
-  earlier version of this script, `--queue_size` / `--moco_momentum` are ignored (with a
-  warning) when `--base=simclr`.
+* MoCo: `--queue_size=4096 --moco_momentum=0.99` and `--learning_rate=0.03` per 256
+  examples (MoCo's and MixCo's references; SimCLR keeps the shared 0.5). SimCLR has no
+  queue: for the commands of the earlier version of this script, `--queue_size` /
+  `--moco_momentum` are ignored (with a warning) when `--base=simclr`.
 
 Every `pretrain.py` flag works here too; explicit flags override these defaults.
 
@@ -31,6 +32,7 @@ from absl import logging
 FLAGS = flags.FLAGS
 
 DEFAULTS = {"base": "moco", "mixco": True, "queue_size": 4096, "moco_momentum": 0.99}
+MOCO_LEARNING_RATE = 0.03  # per 256 examples, as MoCo's and MixCo's references
 BASES = ("moco", "simclr")
 MOCO_FLAGS = ("queue_size", "moco_momentum")
 
@@ -48,6 +50,8 @@ def main(argv):
             if FLAGS[name].present:
                 logging.warning("--%s is ignored with --base=simclr.", name)
             FLAGS[name].value = None
+    if FLAGS.base == "moco" and not FLAGS["learning_rate"].present:
+        FLAGS.learning_rate = MOCO_LEARNING_RATE
     config = recipe_config.config_from_flags("mixco_cifar")
     pretrain.run(config, recipe_config.pretrain_config_from_flags(config))
 

@@ -49,6 +49,7 @@ class RecipeConfig:
     eval_learning_rate: float
     validation_curve: bool
     warmup_epochs: float
+    cosine_floor: float
     mixed_precision: str
     jit_compile: bool
     model_dir: str
@@ -134,6 +135,10 @@ def config_from_flags(recipe, flag_values=FLAGS):
             "--warmup_epochs must be in [0, --epochs]. "
             f"Received: --warmup_epochs={f.warmup_epochs} with --epochs={f.epochs}"
         )
+    if not 0.0 <= f.cosine_floor < 1.0:
+        raise ValueError(
+            f"--cosine_floor must be in [0, 1). Received: --cosine_floor={f.cosine_floor}"
+        )
     if f.validation_per_class < 0:
         raise ValueError(
             "--validation_per_class must be >= 0 (0: no validation split). "
@@ -186,6 +191,7 @@ def config_from_flags(recipe, flag_values=FLAGS):
         eval_learning_rate=f.eval_learning_rate,
         validation_curve=f.validation_curve and not no_validation,
         warmup_epochs=f.warmup_epochs,
+        cosine_floor=f.cosine_floor,
         mixed_precision=f.mixed_precision,
         jit_compile=f.jit_compile,
         model_dir=model_dir,

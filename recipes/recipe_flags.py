@@ -105,6 +105,10 @@ flags.DEFINE_float(
 )
 flags.DEFINE_bool("nesterov", False, "Nesterov momentum for sgd (the references use none).")
 flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up epochs before the cosine decay.")
+flags.DEFINE_float(
+    "cosine_floor", 0.0, "The cosine decay ends at this fraction of the peak learning rate "
+    "(SupContrast's reference: 1e-3), in [0, 1)."
+)
 flags.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "Keras dtype policy.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_string(

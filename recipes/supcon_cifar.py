@@ -7,7 +7,11 @@ A preset of `pretrain.py` with the settings of the SupCon paper's CIFAR recipe:
 * `--temperature=0.1` for both, as in the SupCon reference;
 * `--noblur`: the SupCon references leave Gaussian blur out of the CIFAR views;
 * a 128-d MLP projection head, SGD (torch semantics: coupled L2 weight decay, no Nesterov)
-  with cosine decay (shared flags).
+  with cosine decay (shared flags);
+* SupContrast's schedule: `--learning_rate=0.125` per 256 examples (its 0.5 at batch 1024),
+  `--cosine_floor=1e-3` (the rate ends at 1e-3 x the peak), and with a batch above 256 a
+  10-epoch warm-up (`--warmup_epochs=10`, at most `--epochs`) unless `--warmup_epochs` is
+  given.
 
 Every `pretrain.py` flag works here too (e.g. `--queue_size` for the queued SupCon), and the
 presets' defaults yield to explicit flags. Runs offline on the CIFAR-10 sample shipped with
@@ -32,13 +36,21 @@ from absl import app
 from absl import flags
 
 flags.DEFINE_alias("method", "base")
+FLAGS = flags.FLAGS
 
-DEFAULTS = {"base": "supcon", "temperature": 0.1, "blur": False}
+DEFAULTS = {
+    "base": "supcon", "temperature": 0.1, "blur": False, "learning_rate": 0.125,
+    "cosine_floor": 1e-3,
+}
+# SupContrast warms up for 10 epochs when the batch is larger than 256.
+WARMUP_EPOCHS, WARMUP_ABOVE_BATCH = 10, 256
 METHODS = ("supcon", "simclr")
 
 
 def main(argv):
     del argv
+    if not FLAGS["warmup_epochs"].present and FLAGS.batch_size > WARMUP_ABOVE_BATCH:
+        FLAGS.warmup_epochs = min(WARMUP_EPOCHS, FLAGS.epochs)
     config = recipe_config.config_from_flags("supcon_cifar")
     pretrain_config = recipe_config.pretrain_config_from_flags(config)
     if pretrain_config.base not in METHODS:

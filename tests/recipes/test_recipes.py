@@ -314,6 +314,8 @@ def parse_configs(recipe_flags, *args):
         (["--model=resnet99"], "--model must be one of"),
         (["--tpu=grpc://x"], "--tpu is only used with --strategy=tpu"),
         (["--warmup_epochs=5"], "--warmup_epochs must be in"),
+        (["--cosine_floor=1"], "--cosine_floor must be in [0, 1). Received: --cosine_floor=1.0"),
+        (["--cosine_floor=-0.1"], "--cosine_floor must be in [0, 1)"),
         (["--strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
         (["--temperature=0"], "--temperature must be > 0. Received: --temperature=0.0"),
         (["--steps_per_epoch=0"], "--steps_per_epoch must be >= 1"),
@@ -419,20 +421,87 @@ def preset_args(defaults):
 @pytest.mark.parametrize(
     "preset, expected",
     [
-        ("supcon_cifar", dict(base="supcon", temperature=0.1, blur=False, clsa=False)),
+        ("supcon_cifar", dict(base="supcon", temperature=0.1, blur=False, clsa=False,
+                              learning_rate=0.125, cosine_floor=1e-3)),
         ("clsa_cifar", dict(base="moco", clsa=True, crops="single", temperature=0.2,
-                            batch_negatives=True, queue_size=4096, moco_momentum=0.99)),
+                            batch_negatives=True, queue_size=4096, moco_momentum=0.99,
+                            learning_rate=0.03, cosine_floor=0.0)),
         ("mixco_cifar", dict(base="moco", mixco=True, clsa=False, temperature=None,
                              queue_size=4096, moco_momentum=0.99)),
     ],
 )
 def test_preset_defaults_are_valid_pretrain_flags(recipe_flags, preset, expected):
     module = importlib.import_module(preset)
-    _, pretrain_config = parse_configs(
+    config, pretrain_config = parse_configs(
         recipe_flags, "--batch_size=64", *preset_args(module.DEFAULTS)
     )
     for name, value in expected.items():
-        assert getattr(pretrain_config, name) == value, name
+        source = config if hasattr(config, name) else pretrain_config
+        assert getattr(source, name) == value, name
+
+
+def run_preset_main(recipe_flags, monkeypatch, preset, *args):
+    """Runs a preset's `main` with `pretrain.run` replaced; returns the config it got."""
+    module = importlib.import_module(preset)
+    captured = {}
+    monkeypatch.setattr(
+        module.pretrain, "run", lambda config, pretrain_config, **_: captured.update(
+            config=config, pretrain_config=pretrain_config)
+    )
+    recipe_flags[1](["recipe", *QUICK, *preset_args(module.DEFAULTS), *args])
+    module.main(["recipe"])
+    return captured["config"], captured["pretrain_config"]
+
+
+@pytest.mark.parametrize(
+    "args, warmup",
+    [
+        (["--batch_size=256"], 0.0),  # SupContrast warms up only above 256
+        (["--batch_size=512", "--epochs=30"], 10.0),
+        (["--batch_size=512", "--epochs=4"], 4.0),  # at most --epochs
+        (["--batch_size=512", "--epochs=30", "--warmup_epochs=2"], 2.0),  # explicit wins
+    ],
+)
+def test_supcon_preset_warms_up_above_batch_256(recipe_flags, monkeypatch, args, warmup):
+    config, _ = run_preset_main(recipe_flags, monkeypatch, "supcon_cifar", *args)
+    assert config.warmup_epochs == warmup
+
+
+@pytest.mark.parametrize(
+    "args, learning_rate",
+    [
+        ([], 0.03),  # MoCo-v2 + MixCo: MoCo's and MixCo's 0.03 per 256
+        (["--base=simclr"], 0.5),  # SimCLR keeps the shared default
+        (["--learning_rate=0.2"], 0.2),  # explicit wins
+    ],
+)
+def test_mixco_preset_learning_rate_follows_the_base(
+    recipe_flags, monkeypatch, args, learning_rate
+):
+    config, _ = run_preset_main(
+        recipe_flags, monkeypatch, "mixco_cifar", "--queue_size=4096", *args
+    )
+    assert config.learning_rate == learning_rate
+
+
+@pytest.mark.parametrize("floor", [0.0, 1e-3, 0.5])
+def test_cosine_floor_is_where_the_schedule_ends(recipe_flags, floor):
+    import builders
+
+    config, _ = parse_configs(
+        recipe_flags, "--learning_rate=0.4", "--batch_size=128", "--epochs=3",
+        "--warmup_epochs=1", f"--cosine_floor={floor}",
+    )
+    optimizer = builders.build_optimizer(config, steps=10)
+    peak = 0.4 * 128 / 256
+
+    def rate_at(step):
+        optimizer.iterations.assign(step)
+        return float(optimizer.learning_rate)
+
+    np.testing.assert_allclose(rate_at(10), peak, rtol=1e-6)  # the end of the warm-up
+    np.testing.assert_allclose(rate_at(20), peak * (1 + floor) / 2, rtol=1e-5)  # half-way
+    np.testing.assert_allclose(rate_at(30), peak * floor, rtol=1e-5, atol=1e-9)  # the end
 
 
 @pytest.mark.parametrize(
