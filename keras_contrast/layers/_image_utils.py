@@ -101,3 +101,16 @@ def from_uint8(images, value_range, dtype):
     if (low, high) != (0, 255):
         x = x * ((high - low) / 255.0) + low
     return tf.cast(x, dtype)
+
+
+def unless_empty(fn, images):
+    """`fn(images)`, or `images` itself for an empty batch.
+
+    The per-image XLA loops cannot be compiled for a batch of 0 (their scatter has
+    no row to update), so an empty batch skips them: statically when its size is
+    known, else with a `tf.cond` (the untaken branch is never compiled).
+    """
+    batch = images.shape[0]
+    if batch is not None:
+        return images if batch == 0 else fn(images)
+    return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: images)

@@ -201,7 +201,9 @@ class ColorJitter(BaseImagePreprocessingLayer):
             bool(v) for v in (self.brightness, self.contrast, self.saturation, self.hue)
         )
         if any(active):
-            x = _jitter_per_image(x, factors, order, active)
+            x = _image_utils.unless_empty(
+                lambda images: _jitter_per_image(images, factors, order, active), x
+            )
         return _image_utils.from_uint8(x, self.value_range, self.compute_dtype)
 
     def transform_labels(self, labels, transformation, training=True):
@@ -349,7 +351,9 @@ def _jitter_per_image(images, factors, order, active):
                     return lambda: image
                 return lambda: ops[op_id](batch, factors[i, op_id][None])[0]
 
-            return step + 1, tf.switch_case(order[i, step], [branch(k) for k in range(4)])
+            result = tf.switch_case(order[i, step], [branch(k) for k in range(4)])
+            # Unknown height/width (tf.data): keep the loop variable's static shape.
+            return step + 1, tf.ensure_shape(result, image.shape)
 
         _, image = tf.while_loop(
             lambda step, _: step < 4, per_step, (tf.constant(0), images[i])

@@ -76,13 +76,22 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
         if not training or transformation is None:
             return images
         x = tf.cast(images, tf.float32)
-        radius = self._size() // 2
-        # Reflect padding needs radius < side: clamp for tiny images.
-        sides = [d for d in images.shape[-3:-1] if d is not None]
-        if sides:
-            radius = max(0, min(radius, min(sides) - 1))
         sigmas = tf.cast(transformation["sigmas"], tf.float32)
-        offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+        apply = tf.reshape(transformation["apply"], [-1, 1, 1, 1])
+        out = _image_utils.unless_empty(lambda x: self._blur(x, sigmas), x)
+        return tf.cast(tf.where(apply, out, x), self.compute_dtype)
+
+    def _blur(self, x, sigmas):
+        radius = self._size() // 2
+        # Reflect padding needs radius < side: clamp for tiny images (when the sides
+        # are known only at run time, with a kernel whose length is set then).
+        sides = x.shape[-3:-1]
+        if None not in sides:
+            radius = max(0, min(radius, min(sides) - 1))
+        else:
+            shape = tf.shape(x)
+            radius = tf.maximum(0, tf.minimum(radius, tf.minimum(shape[1], shape[2]) - 1))
+        offsets = tf.cast(tf.range(-radius, radius + 1), tf.float32)
         kernels = tf.exp(-0.5 * (offsets[None, :] / sigmas[:, None]) ** 2)
         kernels /= tf.reduce_sum(kernels, axis=1, keepdims=True)  # [B, k]
         shape = tf.shape(x)
@@ -91,14 +100,15 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
         folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
         per_channel = tf.repeat(kernels, c, axis=0)  # [B*C, k]
         pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-        folded = tf.pad(folded, pad, mode="REFLECT") if radius else folded
+        if not isinstance(radius, int) or radius:
+            folded = tf.pad(folded, pad, mode="REFLECT")
         k_rows = tf.transpose(per_channel)[:, None, :, None]
         k_cols = tf.transpose(per_channel)[None, :, :, None]
         out = tf.nn.depthwise_conv2d(folded, k_rows, [1, 1, 1, 1], "VALID")
         out = tf.nn.depthwise_conv2d(out, k_cols, [1, 1, 1, 1], "VALID")
         out = tf.transpose(tf.reshape(out, [h, w, b, c]), [2, 0, 1, 3])
-        apply = tf.reshape(transformation["apply"], [-1, 1, 1, 1])
-        return tf.cast(tf.where(apply, out, x), self.compute_dtype)
+        out.set_shape(x.shape)
+        return out
 
     def transform_labels(self, labels, transformation, training=True):
         return labels

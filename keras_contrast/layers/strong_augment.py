@@ -363,8 +363,11 @@ class StrongAugment(BaseImagePreprocessingLayer):
             shape[2],
         )
         transforms = tf.reshape(transforms, [shape[0], self.num_ops, 8])
-        out = _augment_per_image(
-            x, groups, factors, bits, thresholds, transforms, self._enhance_clip
+        out = _image_utils.unless_empty(
+            lambda images: _augment_per_image(
+                images, groups, factors, bits, thresholds, transforms, self._enhance_clip
+            ),
+            x,
         )
         out.set_shape(x.shape)
         return out
@@ -537,23 +540,29 @@ def sharpness(images, factors, clip=True):
     """PIL `ImageEnhance.Sharpness`: blend with the 3x3 SMOOTH filter.
 
     Border pixels keep their value (PIL copies them into the filtered image,
-    and `blend(x, x, f)` is `x`), so only the interior is blended. The 3x3
-    sum (centre weight 5) is separable box + 4 centre, in float32 (exact
+    and `blend(x, x, f)` is `x`), so only the interior is blended; an image
+    with a side under 3 pixels has no interior and is returned as it is. The
+    3x3 sum (centre weight 5) is separable box + 4 centre, in float32 (exact
     integers); the filter output is rounded: `floor((sum + 6) / 13)`. Rows
     are flattened to `[n, H, W * C]`, where a one-pixel shift is a shift by
     `C`: slices along a long contiguous axis vectorise, along `C` they do not.
+    The sums run on a zero-padded copy, so every shape (1-pixel sides, sizes
+    known only when XLA compiles) has the same ops; the border is then taken
+    from the input.
     """
     shape = tf.shape(images)
     c = images.shape[-1]
     rows = tf.reshape(images, [shape[0], shape[1], shape[2] * c])
-    x = tf.cast(rows, tf.float32)
+    x = tf.pad(tf.cast(rows, tf.float32), [[0, 0], [1, 1], [c, c]])
     across = x[:, :, : -2 * c] + x[:, :, c:-c] + x[:, :, 2 * c :]
     box = across[:, :-2] + across[:, 1:-1] + across[:, 2:]
     centre = x[:, 1:-1, c:-c]
     smooth = tf.floor((box + 4.0 * centre + 6.0) / 13.0)
-    inner = _blend(smooth[..., None], centre[..., None], factors, clip)[..., 0]
-    middle = tf.concat([rows[:, 1:-1, :c], inner, rows[:, 1:-1, -c:]], axis=2)
-    out = tf.concat([rows[:, :1], middle, rows[:, -1:]], axis=1)
+    blended = _blend(smooth[..., None], centre[..., None], factors, clip)[..., 0]
+    row = tf.range(shape[1])[:, None]
+    column = tf.range(shape[2] * c)[None, :] // c
+    interior = (row > 0) & (row < shape[1] - 1) & (column > 0) & (column < shape[2] - 1)
+    out = tf.where(interior[None], blended, rows)
     return tf.reshape(out, shape)
 
 
@@ -722,8 +731,9 @@ def _augment_per_image(images, groups, factors, bits, thresholds, transforms, cl
                 "solarize": lambda: solarize(batch, thresholds[i, s][None]),
                 "geometric": lambda: warp_nearest(batch, transforms[i, s][None]),
             }
-            result = tf.switch_case(groups[i, s], [branches[name] for name in _GROUPS])
-            return s + 1, result[0]
+            result = tf.switch_case(groups[i, s], [branches[name] for name in _GROUPS])[0]
+            # Unknown height/width (tf.data): keep the loop variable's static shape.
+            return s + 1, tf.ensure_shape(result, image.shape)
 
         _, image = tf.while_loop(
             lambda s, _: s < num_ops, per_step, (tf.constant(0), images[i])

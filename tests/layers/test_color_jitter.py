@@ -378,3 +378,25 @@ def test_bad_inputs():
         ColorJitter(seed=0)(np.zeros((2, 2, 4, 4, 3), "uint8"))
     with pytest.raises(ValueError, match=r"3 channels .* images.shape=\(2, 4, 4, 1\)"):
         ColorJitter(seed=0)(np.zeros((2, 4, 4, 1), "uint8"))
+
+
+def test_empty_batches():
+    layer = ColorJitter(0.4, 0.4, 0.4, 0.1, seed=0)
+    empty = np.zeros((0, 8, 8, 3), "uint8")
+    assert layer(empty).shape == (0, 8, 8, 3)  # batch size known when traced
+    unknown_batch = tf.function(layer, input_signature=[tf.TensorSpec((None, 8, 8, 3), tf.uint8)])
+    assert unknown_batch(empty).shape == (0, 8, 8, 3)  # batch size known when run
+    assert unknown_batch(np.zeros((2, 8, 8, 3), "uint8")).shape == (2, 8, 8, 3)
+
+
+def test_unknown_height_and_width_in_tf_data_match_pillow():
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, size + (3,)).astype("uint8") for size in ((6, 9), (11, 4))]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(images), output_signature=tf.TensorSpec((None, None, 3), tf.uint8)
+    ).batch(1)
+    layer = ColorJitter(0.4, 0.4, 0.4, 0.1)
+    t = _transformation([[1.3, 0.7, 1.2, -0.05]], [[3, 1, 0, 2]])
+    for image, out in zip(images, dataset.map(lambda x: layer.transform_images(x, t))):
+        expected = ref_color_jitter(image, [1.3, 0.7, 1.2, -0.05], [3, 1, 0, 2])
+        np.testing.assert_array_equal(np.asarray(out)[0], expected)

@@ -225,6 +225,41 @@ def test_blur_matches_numpy():
     harness.assert_config_round_trip(L.PerImageGaussianBlur(rate=0.3, seed=1))
 
 
+def test_blur_of_tiny_images_known_only_at_run_time_matches_static_shapes():
+    """The kernel radius is clamped to the side (reflect padding) also in tf.data."""
+    layer = L.PerImageGaussianBlur(kernel_size=7)
+    t = {"sigmas": np.array([1.2], "float32"), "apply": np.array([True])}
+    images = [_images(1, 3, 9, 3)[0], _images(1, 8, 2, 3)[0], _images(1, 12, 12, 3)[0]]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(images), output_signature=tf.TensorSpec((None, None, 3), tf.float32)
+    ).batch(1).map(lambda x: layer.transform_images(x, t))
+    for image, out in zip(images, dataset):
+        expected = layer.transform_images(image[None], t)  # static shape: radius clamped
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: L.PerImageGaussianBlur(rate=1.0, seed=0),
+        lambda: L.weak_pipeline(8, seed=0),
+        lambda: L.clsa_strong_pipeline(8, seed=0),
+        lambda: L.MultiView([L.weak_pipeline(8, seed=1), L.weak_pipeline(8, seed=2)]),
+    ],
+    ids=["blur", "weak_pipeline", "clsa_strong_pipeline", "multi_view"],
+)
+def test_empty_batches_give_empty_outputs(make):
+    layer = make()
+    empty = np.zeros((0, 16, 16, 3), "float32")
+    expected = np.asarray(layer(np.zeros((2, 16, 16, 3), "float32"))).shape
+    expected = (0,) + expected[1:]
+    assert np.asarray(layer(empty)).shape == expected  # batch size known when traced
+    unknown_batch = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, 16, 16, 3), tf.float32)]
+    )
+    assert np.asarray(unknown_batch(empty)).shape == expected  # known when run
+
+
 def test_random_apply_share():
     layer = L.RandomApply(keras.layers.Lambda(lambda x: x * 0 + 1.0), rate=0.3, seed=0)
     out = np.asarray(layer(np.zeros((4000, 1, 1, 1), "float32")))

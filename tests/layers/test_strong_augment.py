@@ -345,3 +345,61 @@ def test_solarize_thresholds_outside_uint8_and_flat_auto_contrast():
     out = np.asarray(sa.auto_contrast(tf.constant(images)))
     for i in range(len(images)):
         np.testing.assert_array_equal(out[i], ref_op(images[i], "auto_contrast", 1, 1.0))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+@pytest.mark.parametrize("size", [(1, 5), (5, 1), (1, 1), (2, 2), (3, 4)])
+def test_tiny_images_match_numpy_reference(size, jit_compile):
+    """Sides of 1 and 2 pixels (no interior for Sharpness's 3x3 filter) work for every op."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2, *size, 3)).astype("uint8")
+    layer = StrongAugment(num_ops=1, jit_compile=jit_compile)
+    for op in OP_NAMES:
+        out = np.asarray(layer.transform_images(images, _fixed(2, op, 9, -1.0))).astype("uint8")
+        for i, img in enumerate(images):
+            ref = ref_op(img, op, 9, -1.0)
+            if isinstance(ref, tuple):
+                ref, skip = ref
+                np.testing.assert_array_equal(out[i][~skip], ref[~skip], err_msg=op)
+            else:
+                np.testing.assert_array_equal(out[i], ref, err_msg=f"{op} {size}")
+
+
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+def test_empty_batches(jit_compile):
+    layer = StrongAugment(seed=0, jit_compile=jit_compile)
+    empty = np.zeros((0, H, W, 3), "uint8")
+    assert layer(empty).shape == (0, H, W, 3)  # batch size known when traced
+    unknown_batch = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, H, W, 3), tf.uint8)]
+    )
+    assert unknown_batch(empty).shape == (0, H, W, 3)  # batch size known when run
+    np.testing.assert_array_equal(
+        unknown_batch(_images(2)).shape, (2, H, W, 3)
+    )  # and the same trace still augments non-empty batches
+
+
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+def test_unknown_height_and_width_in_tf_data(jit_compile):
+    """`folder_source(...).batch(k).map(StrongAugment())` with sizes known only at run time."""
+    sizes = [(7, 9), (12, 5)]
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (h, w, 3)).astype("uint8") for h, w in sizes]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(images), output_signature=tf.TensorSpec((None, None, 3), tf.uint8)
+    ).batch(1)
+    layer = StrongAugment(num_ops=2, jit_compile=jit_compile)
+    fixed = {
+        "op_indices": np.array([[OP_NAMES.index("rotate"), OP_NAMES.index("sharpness")]],
+                               "int32"),
+        "apply": np.ones((1, 2), bool),
+        "magnitudes": np.array([[4, 7]], "int32"),
+        "signs": np.ones((1, 2), "float32"),
+    }
+    outputs = list(dataset.map(lambda x: layer.transform_images(x, fixed)))
+    for image, out in zip(images, outputs):
+        expected = layer.transform_images(image[None], fixed)  # static shapes, eager
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
+    # and with its own random draws
+    for out, (h, w) in zip(dataset.map(StrongAugment(seed=1, jit_compile=jit_compile)), sizes):
+        assert out.shape == (1, h, w, 3)
