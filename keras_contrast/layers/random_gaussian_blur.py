@@ -100,8 +100,7 @@ class PerImageGaussianBlur(BaseImagePreprocessingLayer):
         folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
         per_channel = tf.repeat(kernels, c, axis=0)  # [B*C, k]
         pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-        if not isinstance(radius, int) or radius:
-            folded = tf.pad(folded, pad, mode="REFLECT")
+        folded = tf.pad(folded, pad, mode="REFLECT")  # radius 0: no padding
         k_rows = tf.transpose(per_channel)[:, None, :, None]
         k_cols = tf.transpose(per_channel)[None, :, :, None]
         out = tf.nn.depthwise_conv2d(folded, k_rows, [1, 1, 1, 1], "VALID")

@@ -374,9 +374,8 @@ def test_empty_batches(jit_compile):
         layer, input_signature=[tf.TensorSpec((None, H, W, 3), tf.uint8)]
     )
     assert unknown_batch(empty).shape == (0, H, W, 3)  # batch size known when run
-    np.testing.assert_array_equal(
-        unknown_batch(_images(2)).shape, (2, H, W, 3)
-    )  # and the same trace still augments non-empty batches
+    # and the same trace still augments non-empty batches
+    assert unknown_batch(_images(2)).shape == (2, H, W, 3)
 
 
 @pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])

@@ -685,4 +685,7 @@ def test_output_is_quiet_by_default_and_verbosity_restores_logs(tmp_path):
     lines = quiet.stdout.strip().splitlines()
     assert len(lines) <= 4 and json.loads(lines[-1])["recipe"] == "supcon_cifar"
     loud = run("loud", "--verbosity=0")
-    assert ("Linear evaluation accuracy" in loud.stderr or "Linear classifier trained" in loud.stderr) and "oneDNN" in loud.stderr
+    assert "Linear evaluation accuracy" in loud.stderr  # absl logging is back
+    # and so is TensorFlow's C++ logging ("file.cc:LINE]" lines; which ones depends on the
+    # machine: oneDNN notices only on CPUs where oneDNN is on)
+    assert re.search(r"\.cc:\d+\]", loud.stderr), loud.stderr[-2000:]
