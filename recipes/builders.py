@@ -212,8 +212,8 @@ def build_trainer(config, pretrain_config, *, size, steps, num_classes, seed):
         An uncompiled `SimCLRModel`, `SupConModel`, `MoCoModel` or `BYOLModel`.
     """
     p = pretrain_config
-    # Multi-crop feeds crops of several sizes through the same backbone.
-    image_shape = (None, None, 3) if p.crops == "multi" else None
+    # CLSA's strong crops are smaller than the weak views: one backbone for every size.
+    image_shape = (None, None, 3) if p.clsa else None
     add_ons = []
     if p.clsa:
         add_ons.append(

@@ -187,7 +187,8 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer(
     "bn_splits", None, "moco: split each replica's batch into this many BatchNorm groups "
-    "(shuffling BN on one device); default: MoCoModel's (1).",
+    "(shuffling BN on one device); default: MoCoModel's (on one device 8, 4 or 2 groups "
+    "of >= 16 keys, as MoCo's CIFAR demo; 1 across replicas).",
 )
 flags.DEFINE_bool(
     "batch_negatives", None, "moco: also contrast against the other keys of the batch "

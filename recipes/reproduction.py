@@ -76,8 +76,9 @@ EXPERIMENTS = {
         claim="CLSA's stronger views and DDM improve MoCo-v2's linear accuracy",
         baseline="moco",
         arms={
-            "moco": ("pretrain.py", ["--base=moco", "--bn_splits=8"]),
-            "clsa": ("clsa_cifar.py", ["--crops=single", "--bn_splits=8"]),
+            # The same base as clsa_cifar.py (batch keys as negatives too): only CLSA differs.
+            "moco": ("pretrain.py", ["--base=moco", "--batch_negatives"]),
+            "clsa": ("clsa_cifar.py", ["--crops=single"]),
         },
         common=("--train_fraction=0.2", "--epochs=12", "--batch_size=128",
                 "--queue_size=4096", "--learning_rate=0.06", "--weight_decay=5e-4"),

@@ -164,10 +164,13 @@ class ViewMaker:
 
         Args:
             size: side of the weak views, an int >= 1.
-            kind: `"single"`: one crop of side `size` with scale `(0.2, 1.0)`;
-                `"multi"`: the five crops of `keras_contrast.layers.CLSA_CROPS` (ImageNet
-                sides 224, 192, 160, 128, 96) scaled to `size`, each side
-                `max(8, round(size * side / 224))`, with the paper's scales.
+            kind: `"single"`: the strong crop of CLSA's single-crop run (its reference's
+                `--size_crops 224 96 --min_scale_crops 0.2 0.086 --max_scale_crops 1.0
+                0.429 --pick_strong 1`): the 96-px crop of 224 with scale
+                `(0.086, 0.429)`, scaled to `size`; `"multi"`: the five crops of
+                `keras_contrast.layers.CLSA_CROPS` (ImageNet sides 224, 192, 160, 128, 96)
+                scaled to `size`, with the paper's scales. Each side is
+                `max(8, round(size * side / 224))`.
 
         Returns:
             A tuple of `(crop_size, (min_scale, max_scale))` pairs.
@@ -175,18 +178,17 @@ class ViewMaker:
         Example:
 
         ```python
-        ViewMaker.clsa_crops(32, "single")  # ((32, (0.2, 1.0)),)
+        ViewMaker.clsa_crops(32, "single")  # ((14, (0.086, 0.429)),)
         [side for side, _ in ViewMaker.clsa_crops(32, "multi")]  # [32, 27, 23, 18, 14]
         ```
         """
         if not _is_int(size) or size < 1:
             raise ValueError(f"`size` must be an int >= 1. Received: size={size!r}")
-        if kind == "single":
-            return ((int(size), (0.2, 1.0)),)
-        if kind == "multi":
+        crops = {"single": CLSA_CROPS[-1:], "multi": CLSA_CROPS}.get(kind)
+        if crops is not None:
             return tuple(
                 (max(8, round(size * side / 224)), tuple(crop_scale))
-                for side, crop_scale in CLSA_CROPS
+                for side, crop_scale in crops
             )
         raise ValueError(f"`kind` must be one of {_CROP_KINDS}. Received: kind={kind!r}")
 

@@ -92,8 +92,9 @@ class MoCoModel(ContrastiveTrainer):
 
     Distribution: keys are shuffled across the global batch before the key encoder
     (shuffle-BN), the global batch of keys is enqueued on every replica, the EMA runs per
-    replica. On one device shuffle-BN alone is a no-op (one BatchNorm over the batch): set
-    `bn_splits > 1` to run the key encoder on sub-batches instead, as MoCo's CIFAR demo does.
+    replica. On one device shuffle-BN alone is a no-op (one BatchNorm over the batch, so
+    query and key can match through batch statistics): by default (`bn_splits=None`) the
+    key encoder then runs on sub-batches instead, as MoCo's CIFAR demo does.
 
     Args:
         encoder: a built Keras model mapping images to features.
@@ -104,7 +105,9 @@ class MoCoModel(ContrastiveTrainer):
         shuffle_bn: shuffle the key view across the global batch before the key encoder.
             Defaults to `True`.
         bn_splits: run the key encoder on this many sub-batches of the (shuffled) local
-            batch. Defaults to `1`.
+            batch, an int >= 1, or `None`: on one replica the largest of 8, 4, 2 that
+            divides the batch into sub-batches of >= 16 keys (128 -> 8, 64 -> 4, 32 -> 2),
+            otherwise (several replicas, smaller or unknown batches) 1. Defaults to `None`.
         batch_negatives: also contrast each query against the other keys of the global
             batch (CLSA's reference). Defaults to `False` (MoCo-v2).
         symmetric: add the symmetric direction (key view as query). Defaults to `False`.
@@ -136,7 +139,7 @@ class MoCoModel(ContrastiveTrainer):
         momentum=0.99,
         temperature=0.2,
         shuffle_bn=True,
-        bn_splits=1,
+        bn_splits=None,
         batch_negatives=False,
         symmetric=False,
         add_ons=(),
@@ -150,7 +153,7 @@ class MoCoModel(ContrastiveTrainer):
         check_int("queue_size", queue_size)
         check_number("momentum", momentum, minimum=0.0, inclusive=True, maximum=1.0)
         check_number("temperature", temperature)
-        check_int("bn_splits", bn_splits)
+        check_int("bn_splits", bn_splits, allow_none=True)
         self.queue_size = queue_size
         self.momentum = momentum
         self.temperature = temperature
@@ -167,11 +170,19 @@ class MoCoModel(ContrastiveTrainer):
 
     def validate_views(self, views):
         batch = views.key.shape[0]
-        if batch is not None and batch % self.bn_splits:
+        if batch is not None and batch % self.key_splits(batch):
             raise ValueError(
                 f"The batch size must be a multiple of `bn_splits`. Received: batch={batch}, "
                 f"bn_splits={self.bn_splits}"
             )
+
+    def key_splits(self, batch):
+        """BatchNorm groups of the key encoder for a local `batch` (static int or None)."""
+        if self.bn_splits is not None:
+            return self.bn_splits
+        if batch is None or tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return 1
+        return next((s for s in (8, 4, 2) if batch % s == 0 and batch // s >= 16), 1)
 
     def encode_keys(self, images, training):
         """Momentum keys in the original order, L2-normalised, no gradient.
@@ -182,8 +193,9 @@ class MoCoModel(ContrastiveTrainer):
         permutation = None
         if training and self.shuffle_bn:
             images, permutation = shuffle_across_replicas(images, self.next_seed(training))
-        if training and self.bn_splits > 1:
-            chunks = tf.split(images, self.bn_splits, axis=0)
+        splits = self.key_splits(images.shape[0])
+        if training and splits > 1:
+            chunks = tf.split(images, splits, axis=0)
             keys = tf.concat([self.momentum_project(c, training) for c in chunks], axis=0)
         else:
             keys = self.momentum_project(images, training)

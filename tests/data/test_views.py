@@ -30,7 +30,7 @@ def _numpy(views):
 
 
 @pytest.mark.parametrize(
-    "kind, strong_sides", [(None, None), ("single", (16,)), ("multi", (16, 14, 11, 9, 8))]
+    "kind, strong_sides", [(None, None), ("single", (8,)), ("multi", (16, 14, 11, 9, 8))]
 )
 def test_output_keys_shapes_dtypes(kind, strong_sides):
     crops = () if kind is None else ViewMaker.clsa_crops(16, kind)
@@ -136,7 +136,10 @@ def test_config_round_trip():
 
 
 def test_clsa_crops():
-    assert ViewMaker.clsa_crops(32, "single") == ((32, (0.2, 1.0)),)
+    # CLSA's single-crop run: a 96-px strong crop of 224 with scale (0.086, 0.429).
+    assert ViewMaker.clsa_crops(224, "single") == ((96, (0.086, 0.429)),)
+    assert ViewMaker.clsa_crops(32, "single") == ((14, (0.086, 0.429)),)
+    assert ViewMaker.clsa_crops(16, "single") == ((8, (0.086, 0.429)),)
     assert ViewMaker.clsa_crops(224, "multi") == tuple(zip(PAPER_SIDES, PAPER_SCALES))
     # 32 * (224, 192, 160, 128, 96) / 224 = 32, 27.4, 22.9, 18.3, 13.7.
     assert ViewMaker.clsa_crops(32, "multi") == tuple(zip((32, 27, 23, 18, 14), PAPER_SCALES))

@@ -168,6 +168,30 @@ def test_key_order_restored_in_the_trainer(bn_splits):
     np.testing.assert_allclose(keys, expected, atol=1e-6)
 
 
+def test_default_key_splits_follow_the_batch_on_one_device():
+    model = _moco(queue_size=128)
+    # Groups of >= 16 keys: 8 groups at 128 (MoCo's CIFAR demo), fewer for smaller batches.
+    splits = {b: model.key_splits(b) for b in (256, 128, 96, 64, 48, 32, 24, 16, 8, None)}
+    assert splits == {256: 8, 128: 8, 96: 4, 64: 4, 48: 2, 32: 2, 24: 1, 16: 1, 8: 1, None: 1}
+    assert _moco(queue_size=128, bn_splits=1).key_splits(128) == 1
+    assert _moco(queue_size=128, bn_splits=4).key_splits(128) == 4
+    # Across replicas shuffle-BN mixes the batch: no split by default.
+    strategy = harness.mirrored_strategy()
+    with strategy.scope():
+        assert strategy.run(lambda: tf.constant(model.key_splits(128))).values[0] == 1
+
+
+def test_default_key_split_runs_batchnorm_on_sub_batches():
+    images = tf.constant(_views(32)["key"])
+    models = [_moco(_encoder(), queue_size=32, shuffle_bn=False, bn_splits=b, seed=0)
+              for b in (None, 1, 2)]
+    for m in models[1:]:
+        m.set_weights(models[0].get_weights())
+    auto, whole, two = [m.encode_keys(images, training=True).numpy() for m in models]
+    np.testing.assert_allclose(auto, two, atol=1e-6)
+    assert np.abs(auto - whole).max() > 1e-3
+
+
 def test_multi_crop_clsa():
     encoder = keras.Sequential(
         [keras.Input((None, None, 3)), keras.layers.Conv2D(8, 3), keras.layers.ReLU(),
