@@ -182,13 +182,15 @@ def build_optimizer(config, steps):
 def build_views(pretrain_config, size, seed):
     """The batched view maker: images -> `{"query", "key"[, "strong"]}` float views.
 
-    `"strong"` (CLSA's strong crops, one or five) only with `pretrain_config.clsa`.
+    `"strong"` (CLSA's strong crops, one or five) only with `pretrain_config.clsa`. CLSA's
+    multi-crop on MoCo also makes the query five weak crops of the same sides and scales
+    (5 InfoNCE and 25 DDM terms, as its reference); the other bases take one query view.
     """
-    strong_crops = (
-        kc.data.ViewMaker.clsa_crops(size, pretrain_config.crops) if pretrain_config.clsa else ()
-    )
+    p = pretrain_config
+    strong_crops = kc.data.ViewMaker.clsa_crops(size, p.crops) if p.clsa else ()
+    weak_crops = strong_crops[1:] if p.crops == "multi" and p.base == "moco" else ()
     return kc.data.ViewMaker(
-        size, strong_crops=strong_crops, blur=pretrain_config.blur, seed=seed
+        size, strong_crops=strong_crops, weak_crops=weak_crops, blur=p.blur, seed=seed
     )
 
 
@@ -425,6 +427,27 @@ class ValidationCurve(keras.callbacks.Callback):
         write_json(self.path, curve)
         if logs is not None:
             logs["val_accuracy"] = accuracy
+
+
+class KNNCurve(kc.models.KNNAccuracy):
+    """kNN accuracy of the encoder after every epoch, kept in `path` (`knn_curve.json`).
+
+    MoCo's CIFAR monitor (`k=200`, `T=0.1`, the un-augmented training split as memory
+    bank). The file maps the epoch number (from 1) to the accuracy, as `ValidationCurve`'s;
+    the accuracy is also logged as `knn_accuracy`.
+    """
+
+    def __init__(self, train_batches, validation_batches, num_classes, path):
+        super().__init__(train_batches, validation_batches, num_classes)
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = self.evaluate()
+        curve = read_json(self.path) or {}
+        curve[str(epoch + 1)] = accuracy
+        write_json(self.path, curve)
+        if logs is not None:
+            logs[self.log_name] = accuracy
 
 
 def progress_verbosity():

@@ -5,8 +5,10 @@ A preset of `pretrain.py` with the settings of CLSA's reference, scaled to CIFAR
 * `--base=moco --clsa`: MoCo-v2 plus the DDM loss between the weak query's and the strong
   view's distributions over the keys (`--clsa_weight`, `--clsa_temperature`: CLSA's defaults,
   1 and 0.2);
-* `--crops=single|multi` (default single): one strong crop at the image size, or CLSA's five
-  strong crops (224/192/160/128/96 with their area scales, scaled to the image size);
+* `--crops=single|multi` (default single), scaled to the image size: the reference's single
+  run (one 96-of-224 strong crop, scale (0.086, 0.429), against the weak query), or its
+  multi-crop run (five weak query crops and five strong crops, 224/192/160/128/96 with
+  their area scales: 5 InfoNCE and 25 DDM terms);
 * `--temperature=0.2` and `--batch_negatives` (the reference contrasts against the other
   keys of the batch as well as the queue);
 * `--queue_size=4096 --moco_momentum=0.99` (the paper's ImageNet run uses 65536 and 0.999);

@@ -110,6 +110,12 @@ def run(config, pretrain_config, extra=None):
                     os.path.join(config.model_dir, "curve.json"),
                 )
             )
+        if p.knn_monitor:
+            memory, validation_batches = builders.eval_pipelines(
+                config, train, validation, size=size
+            )
+            callbacks.append(builders.KNNCurve(memory, validation_batches, info.num_classes,
+                                               os.path.join(config.model_dir, "knn_curve.json")))
         model.fit(train_views, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
                   shuffle=False, verbose=builders.progress_verbosity())
         builders.save_encoder(config, model.encoder)
@@ -154,6 +160,9 @@ def run(config, pretrain_config, extra=None):
     }
     if p.clsa:
         result["crops"] = p.crops
+    knn_curve = builders.read_json(os.path.join(config.model_dir, "knn_curve.json"))
+    if p.knn_monitor and knn_curve:
+        result["knn_accuracy"] = knn_curve[max(knn_curve, key=int)]
     result.update(pretrained["metrics"])
     result.update(extra or {})
     builders.write_json(os.path.join(config.model_dir, "result.json"), result)

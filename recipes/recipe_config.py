@@ -96,6 +96,7 @@ class PretrainConfig:
     clsa_temperature: float | None
     mixco_weight: float | None
     mixco_temperature: float | None
+    knn_monitor: bool = False
 
 
 def _check_positive(flag_values, names, allow_none=False):
@@ -262,6 +263,11 @@ def pretrain_config_from_flags(config, flag_values=FLAGS):
     _only_with(f, ("crops", "clsa_weight", "clsa_temperature"), f.clsa, "with --clsa", "--noclsa")
     _only_with(f, ("mixco_weight", "mixco_temperature"), f.mixco, "with --mixco", "--nomixco")
 
+    if f.knn_monitor and f.dataset.startswith("folder:") and f.validation_per_class == 0:
+        raise ValueError(
+            "--knn_monitor needs a validation split. Received: --knn_monitor with "
+            f"--validation_per_class=0 and --dataset={f.dataset}"
+        )
     queue_size = f.queue_size
     if base == "moco" and queue_size is None:
         queue_size = _trainer_default(kc.models.MoCoModel, "queue_size")
@@ -294,4 +300,5 @@ def pretrain_config_from_flags(config, flag_values=FLAGS):
         clsa_temperature=f.clsa_temperature,
         mixco_weight=f.mixco_weight,
         mixco_temperature=f.mixco_temperature,
+        knn_monitor=f.knn_monitor,
     )

@@ -149,11 +149,19 @@ flags.DEFINE_enum(
     "Base method: simclr (NT-Xent, batch negatives), supcon (labels; queued with "
     "--queue_size), moco (MoCo-v2: momentum key encoder + queue), byol (no negatives).",
 )
+flags.DEFINE_bool(
+    "knn_monitor", False, "Weighted kNN accuracy of the encoder's features on the validation "
+    "split after every epoch (k=200, T=0.1, the un-augmented training split as memory bank: "
+    "MoCo's CIFAR monitor) into <model_dir>/knn_curve.json; the last one is in the JSON line "
+    "as knn_accuracy. Costs one forward pass of both splits per epoch.",
+)
 flags.DEFINE_bool("clsa", False, "Add CLSA's DDM loss on strong views (see --crops).")
 flags.DEFINE_bool("mixco", False, "Add MixCo's loss on mixed images (semi-positives).")
 flags.DEFINE_enum(
-    "crops", None, CROPS, "CLSA strong crops: one at the image size, or five of decreasing "
-    "size (CLSA's multi-crop, scaled to the image size); default single. Needs --clsa.",
+    "crops", None, CROPS, "CLSA strong crops, scaled to the image size: single (the "
+    "reference's 96-of-224 crop, scale (0.086, 0.429)) or multi (its five crops "
+    "224/192/160/128/96; on moco also five weak query crops: 5 x 5 DDM terms); default "
+    "single. Needs --clsa.",
 )
 flags.DEFINE_bool(
     "blur", True, "Gaussian blur in the views (SimCLR and SupCon leave it out on CIFAR)."

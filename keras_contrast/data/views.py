@@ -20,16 +20,16 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _validate_strong_crops(strong_crops):
+def _validate_crops(name, value):
     message = (
-        "`strong_crops` must be a sequence of `(crop_size, (min_scale, max_scale))` pairs, "
+        f"`{name}` must be a sequence of `(crop_size, (min_scale, max_scale))` pairs, "
         "with crop_size an int >= 1 and 0 < min_scale <= max_scale <= 1. "
-        f"Received: strong_crops={strong_crops!r}"
+        f"Received: {name}={value!r}"
     )
-    if not isinstance(strong_crops, (tuple, list)):
+    if not isinstance(value, (tuple, list)):
         raise ValueError(message)
     crops = []
-    for entry in strong_crops:
+    for entry in value:
         if not isinstance(entry, (tuple, list)) or len(entry) != 2:
             raise ValueError(message)
         crop_size, crop_scale = entry
@@ -54,7 +54,10 @@ class ViewMaker:
     horizontal flip) under `"query"` and `"key"`, and, for each entry
     `(crop_size, crop_scale)` of `strong_crops`, one CLSA strong view
     (`keras_contrast.layers.clsa_strong_pipeline`: the weak view cropped to `crop_size`
-    with area scale `crop_scale`, followed by `StrongAugment`) under `"strong"`. Every
+    with area scale `crop_scale`, followed by `StrongAugment`) under `"strong"`. Each entry
+    of `weak_crops` adds one more weak query crop of its side and scale: `"query"` is then
+    the tuple `(query, *weak crops)` (CLSA's multi-crop, which `MoCoModel` contrasts crop by
+    crop against the key; the other trainers take one query view). Every
     pipeline, and every random layer inside it, has its own independent seed derived from
     `seed` (`keras_contrast.seeds.derive_seeds`), so the views of one image are
     statistically independent, and a seeded maker is reproducible.
@@ -70,6 +73,9 @@ class ViewMaker:
                                                         # of them (several crops)
     }
     ```
+
+    (with `weak_crops`, `"query"` is a tuple of the `[B, size, size, C]` query and the
+    `[B, crop_size, crop_size, C]` weak crops).
 
     `"strong"` is left out without `strong_crops`; with several it is a tuple (not a
     list: `tf.data` would stack a list). The trainers `SimCLRModel`, `SupConModel`,
@@ -95,12 +101,17 @@ class ViewMaker:
         value_range: `(min, max)` value range of the input images, kept by the views.
             Defaults to `(0, 255)`.
         seed: `None` (unseeded) or an int >= 0. Defaults to `None`.
+        weak_crops: extra weak query crops, `(crop_size, crop_scale)` pairs as
+            `strong_crops`; e.g. `ViewMaker.clsa_crops(size, "multi")[1:]` for CLSA's
+            five weak crops (the query is the first). Defaults to `()`.
 
     Attributes:
         query_pipeline: the `keras.Sequential` making `"query"`.
         key_pipeline: the `keras.Sequential` making `"key"`.
         strong_pipelines: the list of `keras.Sequential` making the strong crops, in the
             order of `strong_crops`.
+        weak_crop_pipelines: the list of `keras.Sequential` making the extra weak query
+            crops, in the order of `weak_crops`.
 
     Example:
 
@@ -128,15 +139,19 @@ class ViewMaker:
         scale=(0.2, 1.0),
         value_range=(0, 255),
         seed=None,
+        weak_crops=(),
     ):
         if not _is_int(size) or size < 1:
             raise ValueError(f"`size` must be an int >= 1. Received: size={size!r}")
         if not isinstance(blur, bool):
             raise ValueError(f"`blur` must be True or False. Received: blur={blur!r}")
-        crops = _validate_strong_crops(strong_crops)
-        seeds = derive_seeds(seed, 2 + len(crops))
+        crops = _validate_crops("strong_crops", strong_crops)
+        weak = _validate_crops("weak_crops", weak_crops)
+        # Prefix-stable: adding weak crops keeps the seeds of the other pipelines.
+        seeds = derive_seeds(seed, 2 + len(crops) + len(weak))
         self.size = int(size)
         self.strong_crops = crops
+        self.weak_crops = weak
         self.blur = blur
         self.scale = scale
         self.value_range = value_range
@@ -156,6 +171,12 @@ class ViewMaker:
                 seed=crop_seed,
             )
             for (crop_size, crop_scale), crop_seed in zip(crops, seeds[2:])
+        ]
+        self.weak_crop_pipelines = [
+            weak_pipeline(
+                crop_size, scale=crop_scale, value_range=value_range, blur=blur, seed=crop_seed
+            )
+            for (crop_size, crop_scale), crop_seed in zip(weak, seeds[2 + len(crops):])
         ]
 
     @staticmethod
@@ -199,8 +220,14 @@ class ViewMaker:
                 "`images` must be a batch of images [batch, height, width, channels]. "
                 f"Received: images.shape={images.shape}"
             )
+        query = tf.cast(self.query_pipeline(images, training=True), tf.float32)
+        if self.weak_crop_pipelines:
+            query = (query,) + tuple(
+                tf.cast(pipeline(images, training=True), tf.float32)
+                for pipeline in self.weak_crop_pipelines
+            )
         views = {
-            "query": tf.cast(self.query_pipeline(images, training=True), tf.float32),
+            "query": query,
             "key": tf.cast(self.key_pipeline(images, training=True), tf.float32),
         }
         if self.strong_pipelines:
@@ -219,6 +246,7 @@ class ViewMaker:
             "scale": self.scale,
             "value_range": self.value_range,
             "seed": self.seed,
+            "weak_crops": self.weak_crops,
         }
 
     @classmethod

@@ -168,6 +168,8 @@ class MoCoModel(ContrastiveTrainer):
         )
         self.built = True
 
+    multi_crop_queries = True
+
     def validate_views(self, views):
         batch = views.key.shape[0]
         if batch is not None and batch % self.key_splits(batch):

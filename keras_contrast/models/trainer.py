@@ -304,6 +304,9 @@ class ContrastiveTrainer(keras.Model):
 
     # -- to be written by a method --------------------------------------------------------
 
+    # Whether `compute_base` uses every crop of a tuple `"query"` (else one query view).
+    multi_crop_queries = False
+
     def default_head(self, feature_dim):
         """The projection head used when `head=None`: `ProjectionHead()` (MLP, 128-d)."""
         return ProjectionHead()
@@ -464,6 +467,12 @@ class ContrastiveTrainer(keras.Model):
                     f"labels.dtype={labels.dtype.name}, labels.shape={tuple(labels.shape)}"
                 )
             views.labels = labels
+        if len(views.query) > 1 and not self.multi_crop_queries:
+            raise ValueError(
+                f"{type(self).__name__} takes one query view; several query crops (CLSA's "
+                "multi-crop) are used by MoCoModel. Received: a tuple of "
+                f"{len(views.query)} query crops"
+            )
         for add_on in self.add_ons:
             add_on.validate(self, views)
         self.validate_views(views)

@@ -117,19 +117,50 @@ def test_same_seed_same_views():
     assert not np.array_equal(first["query"], first["key"])
 
 
+def test_weak_crops_make_the_query_a_tuple_and_keep_the_other_seeds():
+    multi = ViewMaker.clsa_crops(16, "multi")
+    images = _images(3, 24)
+    maker = ViewMaker(16, strong_crops=multi[3:], weak_crops=multi[1:], seed=2)
+    raw = maker(images)
+    assert isinstance(raw["query"], tuple)  # a tuple survives tf.data; a list is stacked
+    views = _numpy(raw)
+    query = views["query"]
+    assert [q.shape for q in query] == [
+        (3, 16, 16, 3), (3, 14, 14, 3), (3, 11, 11, 3), (3, 9, 9, 3), (3, 8, 8, 3)]
+    crops = [(p.layers[0].height, tuple(p.layers[0].scale)) for p in maker.weak_crop_pipelines]
+    assert crops == [(14, (0.172, 0.86)), (11, (0.143, 0.715)), (9, (0.114, 0.571)),
+                     (8, (0.086, 0.429))]
+    # Weak crops are weak views: no StrongAugment.
+    assert not any(isinstance(x, L.StrongAugment)
+                   for p in maker.weak_crop_pipelines for x in p.layers)
+    # The query, key and strong views are those of the maker without weak crops.
+    plain = _numpy(ViewMaker(16, strong_crops=multi[3:], seed=2)(images))
+    np.testing.assert_array_equal(query[0], plain["query"])
+    np.testing.assert_array_equal(views["key"], plain["key"])
+    for a, b in zip(views["strong"], plain["strong"]):
+        np.testing.assert_array_equal(a, b)
+    # The weak 8-px crop and the strong 8-px crop are independent draws.
+    assert not np.array_equal(query[4], views["strong"][1])
+    assert ViewMaker(16).weak_crop_pipelines == []
+
+
 def test_config_round_trip():
     maker = ViewMaker(
-        12, strong_crops=[(10, (0.3, 0.9))], blur=False, scale=(0.3, 1.0), seed=4
+        12, strong_crops=[(10, (0.3, 0.9))], blur=False, scale=(0.3, 1.0), seed=4,
+        weak_crops=[(8, (0.2, 0.5))],
     )
     config = maker.get_config()
     assert set(config) == set(inspect.signature(ViewMaker.__init__).parameters) - {"self"}
     assert config["strong_crops"] == ((10, (0.3, 0.9)),)
+    assert config["weak_crops"] == ((8, (0.2, 0.5)),)
     assert config["size"] == 12 and config["blur"] is False and config["seed"] == 4
     clone = ViewMaker.from_config(config)
     images = _images(2, 16)
     a, b = _numpy(maker(images)), _numpy(clone(images))
-    for name in ("query", "key", "strong"):
+    for name in ("key", "strong"):
         np.testing.assert_array_equal(a[name], b[name])
+    for x, y in zip(a["query"], b["query"], strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 # ---------------------------------------------------------------- CLSA crops
@@ -178,6 +209,8 @@ def test_bad_size(size):
 def test_bad_strong_crops(strong_crops):
     with pytest.raises(ValueError, match=r"`strong_crops` must be .* Received: strong_crops="):
         ViewMaker(16, strong_crops=strong_crops)
+    with pytest.raises(ValueError, match=r"`weak_crops` must be .* Received: weak_crops="):
+        ViewMaker(16, weak_crops=strong_crops)
 
 
 def test_other_errors():

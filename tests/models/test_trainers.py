@@ -454,6 +454,13 @@ def test_batches_an_add_on_or_base_cannot_use():
     mixco = compile_trainer(fx.make_trainer("simclr", "mixco"))
     with pytest.raises(ValueError, match=r"even batch size.*batch=7"):
         _fit(mixco, views, batch_size=7)
+    for base in ("simclr", "supcon", "byol"):
+        # Several query crops would be ignored but the first one: named instead.
+        trainer = compile_trainer(fx.make_trainer(base, "none"))
+        crops = {"query": (views["query"], views["query"]), "key": views["key"],
+                 "labels": views["labels"]}
+        with pytest.raises(ValueError, match=r"takes one query view.*a tuple of 2 query crops"):
+            _fit(trainer, crops)
     queued = compile_trainer(fx.make_trainer("supcon_queue", "none"))
     with pytest.raises(ValueError, match="needs labels in every batch"):
         _fit(queued, {"query": views["query"], "key": views["key"]})

@@ -157,7 +157,9 @@ EXTRA_ARGS = {
     ("simclr", "clsa"): ["--crops=multi", "--clsa_weight=0.5", "--clsa_temperature=0.1"],
     ("simclr", "both"): ["--temperature=0.3", "--mixco_weight=0.5", "--mixco_temperature=0.1"],
     ("supcon", "both"): ["--queue_size=32", "--moco_momentum=0.9"],
-    ("moco", "both"): ["--symmetric", "--batch_negatives", "--bn_splits=2", "--noshuffle_bn"],
+    ("moco", "both"): ["--symmetric", "--batch_negatives", "--bn_splits=2", "--noshuffle_bn",
+                       "--knn_monitor"],
+    ("moco", "clsa"): ["--crops=multi"],
     ("byol", "none"): ["--noprobe"],
     ("byol", "both"): ["--moco_momentum=0.99"],
 }
@@ -212,6 +214,7 @@ def test_pretrain_builds_and_trains_every_combination(recipe_flags):
             assert ("probe_accuracy" in history) is ("--noprobe" not in extra), where
             if "--crops=multi" in extra:
                 assert len(views["strong"]) == 5, where
+                assert isinstance(views["query"], tuple) is (base == "moco"), where
             if base == "moco" and add_ons == "both":
                 assert (model.symmetric, model.batch_negatives, model.bn_splits,
                         model.shuffle_bn) == (True, True, 2, False), where
@@ -239,9 +242,45 @@ def test_pretrain_end_to_end(tmp_path, base, add_ons):
     assert np.isfinite(result["loss"])
     assert ("probe_accuracy" in result) is ("--noprobe" not in extra)
     assert 0.0 <= result["linear_eval_accuracy"] <= 1.0
+    if "--knn_monitor" in extra:
+        with open(tmp_path / "model" / "knn_curve.json") as f:
+            assert json.load(f) == {"1": result["knn_accuracy"]}
+    else:
+        assert "knn_accuracy" not in result
     assert result["export_dir"] == str(tmp_path / "export")
     assert os.path.exists(os.path.join(result["export_dir"], "saved_model.pb"))
     assert os.path.exists(result["encoder_path"])
+
+
+def test_knn_curve_is_written_per_epoch_and_logged(recipe_flags, tmp_path):
+    """MoCo's kNN monitor: class-constant images are classified exactly (or exactly wrong)."""
+    import builders
+    import keras
+    import tensorflow as tf
+
+    images = np.concatenate([np.zeros((6, 4, 4, 3)), np.full((6, 4, 4, 3), 255.0)]).astype(
+        "float32")
+    labels = np.repeat([0, 1], 6).astype("int32")
+    batches = lambda y: tf.data.Dataset.from_tensor_slices((images, y)).batch(4)  # noqa: E731
+    encoder = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(),
+                                keras.layers.Lambda(
+        lambda x: keras.ops.concatenate([x / 255.0, keras.ops.ones_like(x[:, :1])], -1))])
+
+    class Trainer:  # the callback reads `model.encoder`
+        pass
+
+    trainer = Trainer()
+    trainer.encoder = encoder
+    for validation_labels, expected in ((labels, 1.0), (1 - labels, 0.0)):
+        path = tmp_path / f"knn_{expected}.json"
+        callback = builders.KNNCurve(batches(labels), batches(validation_labels), 2, str(path))
+        callback.set_model(trainer)
+        logs = [{}, {}]
+        for epoch in (0, 1):
+            callback.on_epoch_end(epoch, logs[epoch])
+        assert logs == [{"knn_accuracy": expected}] * 2
+        with open(path) as f:
+            assert json.load(f) == {"1": expected, "2": expected}
 
 
 @pytest.mark.slow
@@ -311,6 +350,9 @@ def parse_configs(recipe_flags, *args):
          "Received: --validation_per_class=-1"),
         (["--dataset=folder:/x", "--validation_per_class=0", "--validation_curve"],
          "--validation_curve needs a validation split"),
+        (["--dataset=folder:/x", "--validation_per_class=0", "--knn_monitor"],
+         "--knn_monitor needs a validation split. Received: --knn_monitor with "
+         "--validation_per_class=0"),
         (["--model=resnet99"], "--model must be one of"),
         (["--tpu=grpc://x"], "--tpu is only used with --strategy=tpu"),
         (["--warmup_epochs=5"], "--warmup_epochs must be in"),
@@ -379,6 +421,26 @@ def test_moco_default_queue_is_checked_against_the_batch(recipe_flags):
     default = inspect.signature(kc.models.MoCoModel.__init__).parameters["queue_size"].default
     with pytest.raises(ValueError, match=re.escape(f"Received: --queue_size={default} with")):
         parse_configs(recipe_flags, "--base=moco", f"--batch_size={default + 1}")
+
+
+@pytest.mark.parametrize("base", ["moco", "simclr"])
+def test_clsa_crops_of_the_views(recipe_flags, base):
+    """Single: one 14-px strong crop (96 of 224); multi: 5 strong (and 5 weak on moco)."""
+    import builders
+    import tensorflow as tf
+
+    images = tf.zeros([2, 32, 32, 3], tf.uint8)
+    queue = ["--queue_size=32"] if base == "moco" else []
+    _, single = parse_configs(recipe_flags, f"--base={base}", *queue, "--clsa")
+    views = builders.build_views(single, 32, seed=0)(images)
+    assert views["query"].shape == (2, 32, 32, 3) and views["strong"].shape == (2, 14, 14, 3)
+    recipe_flags[1].unparse_flags()
+    _, multi = parse_configs(recipe_flags, f"--base={base}", *queue, "--clsa", "--crops=multi")
+    maker = builders.build_views(multi, 32, seed=0)
+    assert [c for c, _ in maker.strong_crops] == [32, 27, 23, 18, 14]
+    # MoCo contrasts each of CLSA's five weak crops (the query first); the others take one.
+    expected = [27, 23, 18, 14] if base == "moco" else []
+    assert [c for c, _ in maker.weak_crops] == expected
 
 
 def test_good_flags_give_the_pretrain_config(recipe_flags):
