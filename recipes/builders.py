@@ -80,7 +80,7 @@ def load_splits(config):
     elif name.startswith("folder:"):
         path = name[len("folder:"):]
         kwargs = dict(validation_per_class=config.validation_per_class,
-                      image_size=config.image_size)
+                      image_size=config.image_size, on_bad_image=config.on_bad_image)
         # Folders list files class by class: shuffle the file list itself, or a bounded
         # shuffle buffer would see only a few classes at a time (a subset is taken from the
         # sorted list first and shuffled below).
@@ -104,6 +104,7 @@ def load_splits(config):
             )
             if name.startswith("folder:"):
                 train = train.shuffle(info.num_examples, seed=config.seed)
+    print(f"Dataset {info.summary()}", flush=True)
     return train, validation, info
 
 

@@ -58,6 +58,7 @@ class RecipeConfig:
     steps_per_epoch: int | None
     eval_epochs: int
     cache: bool
+    on_bad_image: str = "error"
 
     @property
     def has_validation(self):
@@ -151,6 +152,11 @@ def config_from_flags(recipe, flag_values=FLAGS):
             "--validation_curve needs a validation split. Received: --validation_curve with "
             f"--validation_per_class=0 and --dataset={f.dataset}"
         )
+    if f["on_bad_image"].present and not f.dataset.startswith("folder:"):
+        raise ValueError(
+            "--on_bad_image is only used with --dataset=folder:... Received: "
+            f"--on_bad_image={f.on_bad_image} with --dataset={f.dataset}"
+        )
     if f.tpu and f.strategy != "tpu":
         raise ValueError(
             f"--tpu is only used with --strategy=tpu. Received: --strategy={f.strategy}"
@@ -201,6 +207,7 @@ def config_from_flags(recipe, flag_values=FLAGS):
         steps_per_epoch=f.steps_per_epoch,
         eval_epochs=f.eval_epochs,
         cache=f.cache,
+        on_bad_image=f.on_bad_image,
     )
 
 

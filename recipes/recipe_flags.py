@@ -73,6 +73,11 @@ flags.DEFINE_integer(
     "For `folder:` datasets: images per class (the last ones) held out for validation; 0: "
     "no validation split (every image trains; no validation curve, null accuracies).",
 )
+flags.DEFINE_enum(
+    "on_bad_image", "error", ["error", "skip"],
+    "For `folder:` datasets: an empty, truncated or non-image file stops the recipe at "
+    "start-up with its name (error), or is left out with a warning (skip).",
+)
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_string(

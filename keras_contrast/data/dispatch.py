@@ -22,6 +22,7 @@ def load(
     shuffle_files=False,
     seed=None,
     input_context=None,
+    on_bad_image=None,
 ):
     """Loads a dataset by name: the shipped sample, an image folder, or a TFDS dataset.
 
@@ -57,6 +58,8 @@ def load(
         input_context: a `tf.distribute.InputContext` to shard at the source (before
             decoding; cheaper for large datasets). Leave `None` when `build_pipeline`
             shards, which is its default: sharding twice drops data. Defaults to `None`.
+        on_bad_image: `"error"` or `"skip"` for unreadable image files (folder only; see
+            `folder_source`). Defaults to `None` (the folder source's `"error"`).
 
     Returns:
         A tuple `(dataset, info)`: `dataset` yields `(image, label)`, `image` `uint8`
@@ -92,6 +95,7 @@ def load(
             validation_fraction=validation_fraction,
             shuffle_files=shuffle_files,
             seed=seed,
+            on_bad_image=on_bad_image,
         )
         return cifar10_sample(split, image_size=image_size, input_context=input_context)
     if name.startswith(FOLDER_PREFIX):
@@ -110,11 +114,13 @@ def load(
             shuffle_files=shuffle_files,
             seed=seed,
             input_context=input_context,
+            on_bad_image=on_bad_image or "error",
         )
     reject(
         "TFDS",
         validation_per_class=validation_per_class,
         validation_fraction=validation_fraction,
+        on_bad_image=on_bad_image,
     )
     _utils.check_input_context(input_context)
     return tfds_source(

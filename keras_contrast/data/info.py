@@ -25,6 +25,9 @@ class DatasetInfo:
         num_examples: the number of examples in `split` (before any sharding), or `None`
             when unknown.
         splits: the split names this source can return.
+        skipped: `(kind, count)` pairs of the entries a folder source left out (`"other
+            files"`, `"hidden"`, `"broken links"`, `"unreadable images"`), only kinds with
+            a count > 0. Defaults to `()`.
     """
 
     name: str
@@ -34,6 +37,21 @@ class DatasetInfo:
     image_shape: Tuple[Optional[int], Optional[int], int]
     num_examples: Optional[int] = None
     splits: Tuple[str, ...] = ()
+    skipped: Tuple[Tuple[str, int], ...] = ()
+
+    def summary(self):
+        """One line: name, split, examples, classes, image size, and what was left out.
+
+        Example: `"folder:/data/cifar10 train: 45000 images, 10 classes, 32x32 (left out:
+        1 other files, 2 hidden)"`.
+        """
+        height, width, _ = self.image_shape
+        size = "sizes vary" if height is None else f"{height}x{width}"
+        count = "unknown number of" if self.num_examples is None else str(self.num_examples)
+        line = f"{self.name} {self.split}: {count} images, {self.num_classes} classes, {size}"
+        if self.skipped:
+            line += " (left out: " + ", ".join(f"{n} {kind}" for kind, n in self.skipped) + ")"
+        return line
 
 
 class DatasetNotPreparedError(ValueError):

@@ -88,8 +88,19 @@ def test_mixed_sizes_and_image_size(tmp_path):
     root = _write_folder(tmp_path, sizes=[(40, 30), (24, 24)])
     dataset, info = data.folder_source(root, "all")
     assert info.image_shape == (40, 30, 3)  # First images of every class agree.
-    shapes = {tuple(x.shape) for x, _ in dataset}
-    assert shapes == {(40, 30, 3), (24, 24, 3)}
+    # Images of another size are resized to it (0.1.0 yielded them as they were, and
+    # batching failed mid-training): the dataset's static shape is the info's.
+    assert dataset.element_spec[0].shape == (40, 30, 3)
+    images = [x.numpy() for x, _ in dataset]
+    assert {x.shape for x in images} == {(40, 30, 3)}
+    # Exact pixels: file 000 is decoded as it is, file 001 (24x24) is resized by TensorFlow's
+    # antialiased bilinear resize and rounded.
+    decoded = [tf.io.decode_jpeg(tf.io.read_file(str(root / "apple" / f"00{i}.jpg")))
+               for i in (0, 1)]
+    np.testing.assert_array_equal(images[0], decoded[0].numpy())
+    expected = tf.image.resize(decoded[1], (40, 30), method="bilinear", antialias=True)
+    expected = np.clip(np.round(expected.numpy()), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(images[1], expected)
     dataset, info = data.folder_source(root, "all", image_size=(16, 20))
     assert info.image_shape == (16, 20, 3)
     assert dataset.element_spec[0].shape == (16, 20, 3)
@@ -128,3 +139,97 @@ def test_errors(folder, tmp_path):
         data.folder_source(folder, image_size=0)
     with pytest.raises(ValueError, match="`data_dir` does not apply to folder"):
         data.load(f"folder:{folder}", data_dir="/x")
+
+
+def _image_bytes(fmt, size=(6, 5)):
+    """A small RGB image encoded by Pillow (an independent encoder) in `fmt`."""
+    import io
+
+    from PIL import Image
+
+    pixels = (np.arange(size[0] * size[1] * 3).reshape(size[0], size[1], 3) * 7) % 256
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, truncated_reason", [
+    ("JPEG", "truncated JPEG (no end-of-image marker)"),
+    ("PNG", "truncated PNG (no IEND chunk)"),
+    ("GIF", "truncated GIF (no trailer)"),
+    ("BMP", "truncated BMP"),
+])
+def test_image_file_problem(tmp_path, fmt, truncated_reason):
+    whole = _image_bytes(fmt)
+    good, cut = tmp_path / "good.img", tmp_path / "cut.img"
+    good.write_bytes(whole)
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    assert data.image_file_problem(str(good)) is None
+    # TensorFlow decodes the good file (whatever its name) and fails on the truncated one.
+    decode = lambda b: tf.io.decode_image(b, channels=3, expand_animations=False)  # noqa: E731
+    assert decode(whole).shape == (6, 5, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        decode(whole[: len(whole) * 2 // 3])
+    assert data.image_file_problem(str(cut)).startswith(truncated_reason)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert data.image_file_problem(str(tmp_path / "empty.jpg")) == "empty file"
+    (tmp_path / "text.jpg").write_text("<html>404</html>")
+    assert data.image_file_problem(str(tmp_path / "text.jpg")) == (
+        "not a JPEG, PNG, GIF or BMP image")
+
+
+def _folder_with_bad_files(root):
+    """3 classes x 7 JPEGs, of which 3 are damaged; plus entries that are not images."""
+    _write_folder(root)
+    whole = (root / "mango" / "002.jpg").read_bytes()
+    (root / "mango" / "002.jpg").write_bytes(whole[: len(whole) // 2])  # truncated copy
+    (root / "zebra" / "004.jpg").write_bytes(b"")
+    (root / "zebra" / "006.jpg").write_text("<html>404</html>")
+    (root / "zebra" / ".DS_Store").write_bytes(b"x")
+    os.symlink(root / "missing.jpg", root / "zebra" / "link.jpg")  # a broken link
+    return root
+
+
+def test_bad_images_are_named_before_any_decoding(tmp_path):
+    root = _folder_with_bad_files(tmp_path)
+    message = (r"3 of the 21 files of split 'all' of .* are not readable images: "
+               r"mango/002.jpg: truncated JPEG \(no end-of-image marker\); "
+               r"zebra/004.jpg: empty file; zebra/006.jpg: not a JPEG, PNG, GIF or BMP image\. "
+               r".*on_bad_image='skip'")
+    with pytest.raises(ValueError, match=message):
+        data.folder_source(root, "all")
+    with pytest.raises(ValueError, match=message):
+        data.load(f"folder:{root}", "all", on_bad_image="error")
+    # The held-out split is checked on its own files: zebra/006 is in the last two.
+    with pytest.raises(ValueError, match=r"1 of the 6 files of split 'validation'"):
+        data.folder_source(root, "validation", validation_per_class=2)
+
+
+def test_bad_images_skipped_with_a_warning_and_counted(tmp_path):
+    root = _folder_with_bad_files(tmp_path)
+    with pytest.warns(UserWarning, match=r"Leaving out 3 of the 21 files .*mango/002.jpg"):
+        dataset, info = data.folder_source(root, "all", on_bad_image="skip")
+    assert info.num_examples == 18
+    labels = [int(y) for _, y in dataset]  # every kept file decodes
+    assert np.bincount(labels).tolist() == [7, 6, 5]
+    assert info.skipped == (("other files", 1), ("hidden", 2), ("broken links", 1),
+                            ("unreadable images", 3))
+    assert info.summary() == (
+        f"folder:{root} all: 18 images, 3 classes, 32x32 (left out: 1 other files, "
+        "2 hidden, 1 broken links, 3 unreadable images)")
+
+
+def test_entries_that_are_not_images_are_counted(folder):
+    _, info = data.folder_source(folder, "all")
+    # notes.txt and the .hidden folder of `_write_folder`.
+    assert info.skipped == (("other files", 1), ("hidden", 1))
+    assert info.summary().endswith("21 images, 3 classes, 32x32 (left out: 1 other files, "
+                                   "1 hidden)")
+
+
+def test_bad_image_policy_errors(folder):
+    with pytest.raises(ValueError, match=r"`on_bad_image` must be one of \('error', 'skip'\)"
+                                         r". Received: on_bad_image='ignore'"):
+        data.folder_source(folder, on_bad_image="ignore")
+    with pytest.raises(ValueError, match="`on_bad_image` does not apply to the cifar10_sample"):
+        data.load("cifar10_sample", on_bad_image="skip")

@@ -353,6 +353,9 @@ def parse_configs(recipe_flags, *args):
         (["--dataset=folder:/x", "--validation_per_class=0", "--knn_monitor"],
          "--knn_monitor needs a validation split. Received: --knn_monitor with "
          "--validation_per_class=0"),
+        (["--on_bad_image=skip"],
+         "--on_bad_image is only used with --dataset=folder:... Received: "
+         "--on_bad_image=skip with --dataset=cifar10_sample"),
         (["--model=resnet99"], "--model must be one of"),
         (["--tpu=grpc://x"], "--tpu is only used with --strategy=tpu"),
         (["--warmup_epochs=5"], "--warmup_epochs must be in"),
