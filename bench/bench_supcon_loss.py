@@ -14,7 +14,9 @@ L2-normalised, temperature 0.1, loss = mean over the batch, gradient w.r.t. the 
   `[VB, VB]` (one-hot diagonal, `tile` of the label mask, `1 - mask` negatives), full
   `[VB, VB]` logits, `exp_logits` and log-probabilities, masked sums. Same maths as
   `supcon_loss` with default options (checked at start-up against it).
-- `supcon_loss`: `keras_contrast.losses.supcon_loss` with default options (`chunk_size=None`).
+- `supcon_loss (default)`: `keras_contrast.losses.supcon_loss` with default options
+  (`chunk_size="auto"`: unchunked up to a global batch of 2,048, blocks of 512 above).
+- `supcon_loss chunk_size=None`: always unchunked (the default before `"auto"`).
 - `supcon_loss chunk_size=K`: the blockwise variant, which keeps only O(K x VB) of the
   logits alive and recomputes each block for the gradient.
 
@@ -90,7 +92,8 @@ def loss_fn(impl):
 
     if impl == "supcon_loss":
         return lambda labels, features: supcon_loss(labels, features, temperature=TEMPERATURE)
-    chunk = int(impl.split("=")[1])
+    value = impl.split("=")[1]
+    chunk = None if value == "None" else int(value)
     return lambda labels, features: supcon_loss(
         labels, features, temperature=TEMPERATURE, chunk_size=chunk
     )
@@ -213,7 +216,7 @@ def main():
     sys.path.insert(0, repo_root())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     check_agreement()
-    impls = ["naive", "supcon_loss", f"chunk_size={args.chunk_size}"]
+    impls = ["naive", "supcon_loss", "chunk_size=None", f"chunk_size={args.chunk_size}"]
     jits = [False, True] if args.jit else [False]
     results = {}
 

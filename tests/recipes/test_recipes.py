@@ -22,6 +22,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(REPO, "recipes")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 QUICK = [
     "--dataset=cifar10_sample",
@@ -96,9 +97,13 @@ def check_result(result, tmp_path, size=32):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["supcon", "simclr"])
-def test_supcon_cifar(tmp_path, method):
-    result = run_recipe("supcon_cifar.py", tmp_path, f"--method={method}")
+@pytest.mark.parametrize(
+    "method, args",
+    [("supcon", ["--optimizer=lars"]),
+     ("simclr", ["--optimizer=lamb", "--eval_protocol=augmented"])],
+)
+def test_supcon_cifar(tmp_path, method, args):
+    result = run_recipe("supcon_cifar.py", tmp_path, f"--method={method}", *args)
     assert result["method"] == result["base"] == method
     assert 0.0 <= result["linear_eval_accuracy"] <= 1.0
     assert os.path.exists(result["encoder_path"])
@@ -120,10 +125,12 @@ def test_supcon_cifar_mirrored(tmp_path):
     "args",
     [
         [],
-        ["--noimclr", "--cutmix", "--randaugment"],
+        ["--noimclr", "--cutmix", "--randaugment", "--nesterov", "--nocache",
+         "--novalidation_curve"],
         # Both crashed in 0.1.0: a 6-channel TensorBoard image, and 32-px evaluation images.
-        ["--axis=channels"],
-        ["--axis=height", "--image_size=16"],
+        ["--axis=channels", "--model=resnet34", "--jit_compile"],
+        ["--axis=height", "--image_size=16", "--optimizer=adamw",
+         "--mixed_precision=mixed_bfloat16"],
     ],
 )
 def test_imclr_cifar(tmp_path, args):
@@ -133,7 +140,15 @@ def test_imclr_cifar(tmp_path, args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [[], ["--base=simclr"], ["--image_size=16"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        # MoCo + MixCo crashed under mixed_float16 in 0.1.0 (dtype mismatch in MatMul).
+        ["--mixed_precision=mixed_float16"],
+        ["--base=simclr", "--model=MobileNetV2"],  # a keras.applications encoder
+        ["--image_size=16", "--model=resnet50"],
+    ],
+)
 def test_mixco_cifar(tmp_path, args):
     result = run_recipe("mixco_cifar.py", tmp_path, "--queue_size=64", *args)
     assert result["mixco"] is True and result["clsa"] is False
@@ -142,9 +157,10 @@ def test_mixco_cifar(tmp_path, args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("crops", ["single", "multi"])
-def test_clsa_cifar(tmp_path, crops):
-    result = run_recipe("clsa_cifar.py", tmp_path, "--queue_size=64", f"--crops={crops}")
+@pytest.mark.parametrize("crops_flag", ["--crops=single", "--crops=multi"])
+def test_clsa_cifar(tmp_path, crops_flag):
+    result = run_recipe("clsa_cifar.py", tmp_path, "--queue_size=64", crops_flag)
+    crops = crops_flag.split("=")[1]
     assert result["clsa"] is True and result["crops"] == crops and result["base"] == "moco"
     check_result(result, tmp_path)
 
@@ -754,3 +770,32 @@ def test_output_is_quiet_by_default_and_verbosity_restores_logs(tmp_path):
     # and so is TensorFlow's C++ logging ("file.cc:LINE]" lines; which ones depends on the
     # machine: oneDNN notices only on CPUs where oneDNN is on)
     assert re.search(r"\.cc:\d+\]", loud.stderr), loud.stderr[-2000:]
+
+
+def test_every_documented_flag_value_runs_in_a_recipe_test(recipe_flags):
+    """Each value of every enum flag of the recipes, and the side of every bool flag, that is
+    not its default is in the arguments of a recipe test (0.1.0 offered values that crashed:
+    `--axis=channels`, `--image_size=16`, `--validation_per_class=0`)."""
+    import glob
+
+    import imclr_cifar  # noqa: F401 (defines its own flags)
+
+    flag_values = recipe_flags[1]
+    text = "".join(open(path).read() for path in glob.glob(os.path.join(HERE, "*.py")))
+    missing = []
+    for name, flag in flag_values._flags().items():
+        module = flag_values.find_module_defining_flag(name) or ""
+        if name != flag.name or not module.endswith(("recipe_flags", "imclr_cifar")):
+            continue
+        if flag.flag_type() == "bool":
+            wanted = [f"--no{name}" if flag.default else f"--{name}"]
+        elif getattr(flag.parser, "enum_values", None):
+            # The default runs in every test.
+            wanted = [f"--{name}={v}" for v in flag.parser.enum_values if v != flag.default]
+        else:
+            continue
+        missing += [w for w in wanted if not re.search(re.escape(w) + r"(?![\w=])", text)]
+    # --model is a string: the other CIFAR ResNets and a keras.applications name.
+    for wanted in ("--model=resnet34", "--model=resnet50", "--model=MobileNetV2"):
+        missing += [] if wanted in text else [wanted]
+    assert missing == [], missing
