@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from keras_contrast import data
 from keras_contrast import distribute
+from keras_contrast import evaluation
 from keras_contrast import export
 from keras_contrast import layers
 from keras_contrast import losses

@@ -14,7 +14,9 @@ path as running the recipe by hand (the command is recorded). Outputs in `--outp
   final classifier (for self-supervised arms the linear probe on the frozen encoder) is
   exported with `keras_contrast.export.export_saved_model` to `export_dir`;
 - `results.md`: per arm mean +- std over seeds, and the paired difference to the baseline
-  arm (same seeds) with a 95 % Student-t interval;
+  arm (same seeds) with a 95 % Student-t interval; with `--robustness` (default) also the
+  clean and mean corruption accuracy of each export (`robustness_eval.py` on
+  `--robustness_images` held-out images, the corrupted sets shared by every run);
 - `results.png`: validation accuracy per epoch (mean and min-max over seeds) and the final
   accuracies as bars with error bars.
 
@@ -40,6 +42,13 @@ flags.DEFINE_integer("seeds", 3, "Seeds 0 .. N-1 for every arm.")
 flags.DEFINE_string("output_dir", None, "Where runs, results.json/.md/.png go.")
 flags.DEFINE_multi_string("override", [], "Flags appended to every arm (e.g. --epochs=1).")
 flags.DEFINE_list("arms", None, "Run only these arms (default: all).")
+flags.DEFINE_bool(
+    "robustness", True, "Also measure each export's clean and mean corruption accuracy "
+    "(recipes/robustness_eval.py: the 15 common corruptions, severities 1-5)."
+)
+flags.DEFINE_integer(
+    "robustness_images", 1000, "Held-out images of the robustness evaluation (evenly spaced)."
+)
 
 FLAGS = flags.FLAGS
 
@@ -89,6 +98,15 @@ def main(argv):
             durations.append(entry["seconds"])
         took = "already done" if skipped else f"{entry['seconds'] / 60:.1f} min"
         print(f"    validation accuracy {entry['validation_accuracy']:.4f} ({took})", flush=True)
+        if FLAGS.robustness:
+            entry = reproduction.run_robustness(
+                entry, arm, seed, FLAGS.output_dir, dataset=FLAGS.dataset,
+                validation_per_class=FLAGS.validation_per_class,
+                images=FLAGS.robustness_images,
+            )
+            print(f"    clean {entry['clean_accuracy']:.4f}, mean corruption accuracy "
+                  f"{entry['mean_corruption_accuracy']:.4f} on {entry['robustness_images']} "
+                  "held-out images", flush=True)
         results["arms"][arm]["seeds"][str(seed)] = entry
         reproduction.write_json(results_path, results)
     table = reproduction.write_markdown(

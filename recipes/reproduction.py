@@ -198,17 +198,55 @@ def run_one(experiment, arm, seed, output_dir, **command_args):
     return entry, False
 
 
+def run_robustness(entry, arm, seed, output_dir, *, dataset, validation_per_class, images):
+    """Clean and mean corruption accuracy of the (arm, seed)'s export, added to its entry.
+
+    Runs `robustness_eval.py` in a subprocess on `images` held-out images; the corrupted
+    sets are kept in `<output_dir>/corrupted` and shared by every arm and seed. Skipped when
+    the entry has them already.
+    """
+    if "mean_corruption_accuracy" in entry:
+        return entry
+    run_dir = os.path.join(output_dir, arm, f"seed_{seed}")
+    out_dir = os.path.join(run_dir, "robustness")
+    command = [
+        sys.executable, os.path.join(RECIPES_DIR, "robustness_eval.py"),
+        f"--export_dir={entry['export_dir']}", f"--dataset={dataset}",
+        f"--validation_per_class={validation_per_class}", f"--max_images={images}",
+        f"--output_dir={out_dir}", f"--corrupted_dir={os.path.join(output_dir, 'corrupted')}",
+    ]
+    start = time.time()
+    with open(os.path.join(run_dir, "robustness_log.txt"), "a") as log:
+        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=RECIPES_DIR)
+    result = _read(os.path.join(out_dir, "robustness.json"))
+    if process.returncode != 0 or result is None:
+        raise RuntimeError(
+            f"Robustness evaluation of {arm} seed {seed} failed (exit code "
+            f"{process.returncode}); see {os.path.join(run_dir, 'robustness_log.txt')}. "
+            f"Command: {' '.join(command)}"
+        )
+    entry = dict(entry, clean_accuracy=result["clean_accuracy"],
+                 mean_corruption_accuracy=result["mean_corruption_accuracy"],
+                 robustness_images=result["images"],
+                 robustness_seconds=time.time() - start)
+    write_json(os.path.join(run_dir, "runner.json"), entry)
+    return entry
+
+
 def write_markdown(experiment_name, experiment, results, path):
     arms = results["arms"]
     base = {int(s): e["validation_accuracy"] for s, e in arms[experiment.baseline]["seeds"].items()}
+    robust = any("mean_corruption_accuracy" in e for data in arms.values()
+                 for e in data["seeds"].values())
     lines = [
         f"### `{experiment_name}`: {experiment.description}",
         "",
         f"Paper: {experiment.claim}. Baseline arm: `{experiment.baseline}`.",
         "",
         "| arm | seeds | validation accuracy (mean ± std) | paired difference to baseline "
-        "(95 % CI) | minutes per seed |",
-        "|---|---:|---:|---:|---:|",
+        "(95 % CI) | minutes per seed |" + (
+            " clean / mean corruption accuracy (mean ± std) |" if robust else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|" if robust else ""),
     ]
     for arm, data in arms.items():
         accuracies = {int(s): e["validation_accuracy"] for s, e in data["seeds"].items()}
@@ -226,11 +264,25 @@ def write_markdown(experiment_name, experiment, results, path):
                 difference = f"{100 * d:+.2f} (1 seed)"
             else:
                 difference = f"{100 * d:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
-        lines.append(
-            f"| `{arm}` | {len(accuracies)} | {100 * mean:.2f} ± {100 * std:.2f} | "
-            f"{difference} | {minutes:.1f} |"
-        )
+        row = (f"| `{arm}` | {len(accuracies)} | {100 * mean:.2f} ± {100 * std:.2f} | "
+               f"{difference} | {minutes:.1f} |")
+        if robust:
+            entries = [e for e in data["seeds"].values() if "mean_corruption_accuracy" in e]
+            if entries:
+                clean = summarize([e["clean_accuracy"] for e in entries])
+                corrupted = summarize([e["mean_corruption_accuracy"] for e in entries])
+                row += (f" {100 * clean[0]:.2f} ± {100 * clean[1]:.2f} / "
+                        f"{100 * corrupted[0]:.2f} ± {100 * corrupted[1]:.2f} |")
+            else:
+                row += " — |"
+        lines.append(row)
     lines += ["", "Accuracies in %, differences in points. Commands: `results.json`."]
+    if robust:
+        images = sorted({e["robustness_images"] for data in arms.values()
+                         for e in data["seeds"].values() if "robustness_images" in e})
+        lines += ["Clean and mean corruption accuracy: the 15 corruptions of ImageNet-C / "
+                  "CIFAR-10-C at severities 1-5 (`recipes/robustness_eval.py`) on "
+                  f"{', '.join(map(str, images))} held-out images per run."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return "\n".join(lines)

@@ -49,6 +49,19 @@ def _fake_results():
                      "imclr": {"seeds": seeds([0.63, 0.62, 0.64])}}}
 
 
+def test_markdown_table_adds_clean_and_corruption_accuracy(tmp_path):
+    results = _fake_results()
+    for arm, (clean, corrupted) in {"ce": (0.5, 0.3), "imclr": (0.6, 0.4)}.items():
+        for s, entry in results["arms"][arm]["seeds"].items():
+            entry.update(clean_accuracy=clean + 0.01 * int(s),
+                         mean_corruption_accuracy=corrupted, robustness_images=1000)
+    text = reproduction.write_markdown("imclr_low_data",
+                                       reproduction.EXPERIMENTS["imclr_low_data"], results,
+                                       str(tmp_path / "results.md"))
+    assert "| `ce` | 3 | 61.00 ± 1.00 | — | 2.0 | 51.00 ± 1.00 / 30.00 ± 0.00 |" in text
+    assert "on 1000 held-out images per run" in text
+
+
 def test_markdown_table_has_mean_std_and_paired_interval(tmp_path):
     experiment = reproduction.EXPERIMENTS["imclr_low_data"]
     text = reproduction.write_markdown("imclr_low_data", experiment, _fake_results(),
@@ -82,7 +95,8 @@ def _runner(tmp_path, *args):
         sys.executable, os.path.join(RECIPES, "reproduce.py"), "--experiment=imclr_low_data",
         "--dataset=cifar10_sample", "--seeds=2", f"--output_dir={tmp_path}",
         "--override=--epochs=2", "--override=--steps_per_epoch=2", "--override=--width=4",
-        "--override=--batch_size=16", "--override=--train_fraction=0.2", *args,
+        "--override=--batch_size=16", "--override=--train_fraction=0.2",
+        "--robustness_images=20", *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env=recipe_env())
@@ -101,7 +115,13 @@ def test_runner_end_to_end_and_resume(tmp_path):
             assert f"--seed={seed}" in entry["command"]
             assert os.path.exists(os.path.join(entry["export_dir"], "saved_model.pb"))
             assert set(entry["curve"]) == {"1", "2"}
-    assert "paired difference" in (tmp_path / "results.md").read_text()
+            assert entry["robustness_images"] == 20
+            assert 0 <= entry["mean_corruption_accuracy"] <= 1
+            assert 0 <= entry["clean_accuracy"] <= 1
+    # One corrupted set per (corruption, severity), shared by the four runs.
+    assert len(os.listdir(tmp_path / "corrupted")) == 75
+    markdown = (tmp_path / "results.md").read_text()
+    assert "paired difference" in markdown and "mean corruption accuracy" in markdown
     assert (tmp_path / "results.png").exists()
     assert "about" in proc.stdout and "min left" in proc.stdout  # progress with an estimate
     # Run again: every (arm, seed) is skipped, the numbers are the same.

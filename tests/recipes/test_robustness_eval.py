@@ -1,0 +1,75 @@
+"""`recipes/robustness_eval.py`: clean and corruption accuracy of an exported classifier."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_contrast as kc
+from tests.recipes.test_recipes import RECIPES, last_json, recipe_env
+
+sys.path.insert(0, RECIPES)
+import robustness_eval  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = kc.models.LinearClassifier(kc.models.ResNet(18, 4, (32, 32, 3)), num_classes=10)
+    model(tf.zeros([1, 32, 32, 3]))
+    path = str(tmp_path_factory.mktemp("robust") / "export")
+    return model, kc.export.export_saved_model(model, path, (32, 32))
+
+
+def test_evaluate_export_writes_json_heatmap_and_matches_the_keras_model(exported, tmp_path):
+    model, export_dir = exported
+    result = robustness_eval.evaluate_export(
+        export_dir, "cifar10_sample", max_images=40, corruptions=["fog", "contrast"],
+        severities=(1, 3), output_dir=str(tmp_path / "out"), verbose=0,
+    )
+    # The same 40 images, evenly spaced in the sample's validation split (1,000 images).
+    images, labels, _ = kc.data.cifar10_sample_arrays("validation")
+    keep = np.linspace(0, len(images) - 1, 40).round().astype(int)
+    images, labels = images[keep], labels[keep]
+    assert result["images"] == 40
+    assert result["clean_accuracy"] == kc.evaluation.accuracy(model, images, labels)
+    expected = kc.evaluation.corruption_accuracy(
+        model, images, labels, corruptions=["fog", "contrast"], severities=(1, 3), verbose=0)
+    assert result["corruption_accuracy"] == {
+        c: {str(s): expected[c][s] for s in (1, 3)} for c in ("fog", "contrast")}
+    assert result["mean_corruption_accuracy"] == expected["mean"]
+    with open(tmp_path / "out" / "robustness.json") as f:
+        assert json.load(f) == result
+    assert (tmp_path / "out" / "robustness.png").stat().st_size > 1000
+    table = robustness_eval.table(result).splitlines()
+    assert table[0] == "| corruption | severity 1 | severity 3 | mean |"
+    fog = result["corruption_accuracy"]["fog"]
+    assert table[2] == (f"| fog | {100 * fog['1']:.1f} | {100 * fog['3']:.1f} | "
+                        f"{100 * (fog['1'] + fog['3']) / 2:.1f} |")
+
+
+def test_folder_held_out_split_needs_validation_images():
+    with pytest.raises(ValueError, match="--validation_per_class >= 1. Received: "
+                                         "--validation_per_class=0"):
+        robustness_eval.load_held_out("folder:/x", 0, None, 10, (32, 32))
+
+
+@pytest.mark.slow
+def test_recipe_prints_the_table_and_the_json_line(exported, tmp_path):
+    _, export_dir = exported
+    command = [sys.executable, os.path.join(RECIPES, "robustness_eval.py"),
+               f"--export_dir={export_dir}", "--max_images=20", "--corruptions=gaussian_noise",
+               "--severities=2,5", f"--output_dir={tmp_path}"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=recipe_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = last_json(proc.stdout)
+    assert result["images"] == 20 and 0 <= result["mean_corruption_accuracy"] <= 1
+    assert "| gaussian_noise |" in proc.stdout
+    bad = subprocess.run(command[:2] + ["--export_dir=/nonexistent"], capture_output=True,
+                         text=True, timeout=300, env=recipe_env())
+    assert bad.returncode != 0 and "--export_dir must be a SavedModel folder" in bad.stderr
