@@ -17,10 +17,15 @@ import keras
 import tensorflow as tf
 
 from keras_contrast.models.imclr import ImCLRClassifier
+from keras_contrast.models.pi_model import PiModel
 
 
 def _serving_outputs(model, images):
     """The exported outputs of `model` on float32 images (already scaled for the model)."""
+    if isinstance(model, PiModel):
+        # Its classifier's probabilities (on self-paired images with ImCLR pairing).
+        logits = model(images, training=False)
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
     if isinstance(model, ImCLRClassifier):
         inner = model.classifier
         paired = model.pair(images)
@@ -149,7 +154,8 @@ def export_saved_model(model, export_dir, image_size, input_scale=1.0, verbose=F
 
     Works for the contrastive trainers (`SupConModel`, `SimCLRModel`, `MoCoModel`,
     `BYOLModel`; with `num_classes`, their online probe gives `probabilities`), `LinearClassifier`,
-    `ImCLRClassifier` (the graph self-pairs each image, so clients send single images) and
+    `ImCLRClassifier` (the graph self-pairs each image, so clients send single images),
+    `PiModel` (its classifier's `probabilities`; self-paired with ImCLR pairing) and
     plain encoders such as `ResNet`. Models that have an `encoder` attribute export
     `embeddings` = encoder features; models with a `classifier` also export
     `probabilities` (softmax of its logits). An `ImCLRClassifier` around a classifier without

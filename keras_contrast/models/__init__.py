@@ -14,5 +14,7 @@ from keras_contrast.models.queue import KeyQueue
 from keras_contrast.models.linear_eval import LinearClassifier
 from keras_contrast.models.linear_eval import linear_evaluation
 from keras_contrast.models.imclr import ImCLRClassifier
+from keras_contrast.models.pi_model import PiModel
+from keras_contrast.models.pi_model import pi_model_augmentation
 from keras_contrast.models.callbacks import AtomicBackupAndRestore
 from keras_contrast.models.callbacks import KNNAccuracy
