@@ -133,6 +133,15 @@ def steps_per_epoch(config, info):
     return info.num_examples // config.batch_size
 
 
+def paired_shape(size, axis):
+    """The input shape of a classifier trained on ImCLR pairs of `size` x `size` images."""
+    return {
+        "width": (size, 2 * size, 3),
+        "height": (2 * size, size, 3),
+        "channels": (size, size, 6),
+    }[axis]
+
+
 def build_encoder(config, size, image_shape=None):
     """The backbone named by `--model`, returning pooled features of 0-255 images."""
     image_shape = image_shape or (size, size, 3)

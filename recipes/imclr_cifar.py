@@ -25,20 +25,13 @@ from absl import flags
 
 import keras_contrast as kc
 
-flags.DEFINE_bool("imclr", True, "Pair images (ImCLR); --noimclr trains the baseline.")
-flags.DEFINE_enum("axis", "width", ["width", "height", "channels"], "ImCLR pairing axis.")
 flags.DEFINE_bool("cutmix", False, "Apply keras.layers.CutMix to the training batches.")
 flags.DEFINE_bool("randaugment", False, "Apply keras.layers.RandAugment to training images.")
 
 FLAGS = flags.FLAGS
 
 
-def paired_shape(size, axis):
-    return {
-        "width": (size, 2 * size, 3),
-        "height": (2 * size, size, 3),
-        "channels": (size, size, 6),
-    }[axis]
+paired_shape = builders.paired_shape
 
 
 def main(argv):
@@ -172,4 +165,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    recipe_flags.set_defaults({"imclr": True})
     app.run(main)

@@ -147,6 +147,14 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool("cache", True, "Cache the decoded dataset in memory.")
 
+# ImCLR flags: imclr_cifar.py (default --imclr) and semisup_cifar.py (default --noimclr).
+
+flags.DEFINE_bool(
+    "imclr", False, "imclr_cifar, semisup_cifar: pair images (ImCLR); --noimclr trains the "
+    "baseline (default: imclr_cifar --imclr, semisup_cifar --noimclr)."
+)
+flags.DEFINE_enum("axis", "width", ["width", "height", "channels"], "ImCLR pairing axis.")
+
 # Pretraining flags: pretrain.py and its presets (supcon_cifar, clsa_cifar, mixco_cifar).
 
 flags.DEFINE_enum(

@@ -83,6 +83,18 @@ EXPERIMENTS = {
         common=("--train_fraction=0.2", "--epochs=12", "--batch_size=128",
                 "--queue_size=4096", "--learning_rate=0.06", "--weight_decay=5e-4"),
     ),
+    "pi_model": Experiment(
+        description="Semi-supervised Π-model with and without ImCLR, 400 labels per class",
+        claim="ImCLR adds about +2 points to the Π-model with 4,000 CIFAR-10 labels",
+        baseline="pi",
+        arms={
+            "pi": ("semisup_cifar.py", ["--noimclr"]),
+            "pi_imclr": ("semisup_cifar.py", ["--imclr", "--axis=width"]),
+        },
+        # 1,000 steps of 100 labelled + 100 unlabelled images (two passes each).
+        common=("--labelled_per_class=400", "--epochs=10", "--steps_per_epoch=100",
+                "--batch_size=100"),
+    ),
 }
 
 

@@ -101,8 +101,9 @@ class PiModel(keras.Model):
             Defaults to `80` (Laine & Aila).
         augment: the stochastic augmentation applied twice per step (a layer or model called
             with `training=True`). Defaults to `pi_model_augmentation()`.
-        pairing: `None`, or an `ImCLRPairing` (its `num_classes` set for int labels).
-            Defaults to `None`.
+        pairing: `None`, or an `ImCLRPairing`. Defaults to `None`.
+        num_classes: classes of the int labels; default: the classifier's `num_classes`
+            attribute or output size. Defaults to `None`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -122,7 +123,7 @@ class PiModel(keras.Model):
     """
 
     def __init__(self, classifier, consistency_weight=20.0, rampup_epochs=80, augment=None,
-                 pairing=None, **kwargs):
+                 pairing=None, num_classes=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(classifier, (keras.Model, keras.layers.Layer)) or not getattr(
             classifier, "built", False
@@ -142,6 +143,19 @@ class PiModel(keras.Model):
             raise ValueError(
                 f"`pairing` must be None or an ImCLRPairing. Received: pairing={pairing!r}"
             )
+        if num_classes is None:
+            num_classes = getattr(classifier, "num_classes", None)
+        if num_classes is None:
+            try:
+                num_classes = classifier.output_shape[-1]
+            except (AttributeError, ValueError):
+                num_classes = None
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(
+                "`num_classes` must be an int >= 2 (given, or the classifier's `num_classes` "
+                f"or output size). Received: num_classes={num_classes!r}"
+            )
+        self.num_classes = num_classes
         self.classifier = classifier
         self.consistency_weight = float(consistency_weight)
         self.rampup_epochs = rampup_epochs
@@ -194,7 +208,7 @@ class PiModel(keras.Model):
         return super().fit(*args, **kwargs)
 
     def _num_classes(self):
-        return self.classifier.output_shape[-1]
+        return self.num_classes
 
     def _one_hot(self, labels):
         labels = tf.convert_to_tensor(labels)
@@ -287,6 +301,7 @@ class PiModel(keras.Model):
             "rampup_epochs": self.rampup_epochs,
             "augment": keras.saving.serialize_keras_object(self.augment),
             "pairing": keras.saving.serialize_keras_object(self.pairing),
+            "num_classes": self.num_classes,
         })
         return config
 

@@ -300,6 +300,33 @@ def test_knn_curve_is_written_per_epoch_and_logged(recipe_flags, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("args", [["--imclr"], ["--noimclr", "--unlabelled_batch_size=32"]])
+def test_semisup_cifar(tmp_path, args):
+    result = run_recipe("semisup_cifar.py", tmp_path, "--labelled_per_class=20", *args)
+    assert result["imclr"] is ("--imclr" in args)
+    assert (result["labelled"], result["unlabelled"]) == (200, 4800)
+    check_result(result, tmp_path)
+    # A finished run is not trained again: it only re-exports.
+    again = run_recipe("semisup_cifar.py", tmp_path, "--labelled_per_class=20", *args)
+    assert again["optimizer_steps"] == 2
+    assert again["validation_accuracy"] == result["validation_accuracy"]
+
+
+def test_semisup_labelled_split_is_the_first_images_of_each_class(recipe_flags):
+    import semisup_cifar
+
+    labels = np.array([2, 0, 0, 1, 2, 0, 1, 2, 1, 0], np.int32)
+    labelled, rest = semisup_cifar.split_labelled(labels, 2, 3)
+    assert labelled.tolist() == [0, 1, 2, 3, 4, 6]
+    assert rest.tolist() == [5, 7, 8, 9]
+    with pytest.raises(ValueError, match=r"leave unlabelled images in every class \(the "
+                                         r"smallest class has 3 .* --labelled_per_class=3"):
+        semisup_cifar.split_labelled(labels, 3, 3)
+    with pytest.raises(ValueError, match="--labelled_per_class=0"):
+        semisup_cifar.split_labelled(labels, 0, 3)
+
+
+@pytest.mark.slow
 def test_linear_eval_of_saved_encoder(tmp_path):
     pretrain = run_recipe("supcon_cifar.py", tmp_path / "pre")
     result = run_recipe("linear_eval.py", tmp_path, f"--encoder={pretrain['encoder_path']}")
@@ -778,14 +805,16 @@ def test_every_documented_flag_value_runs_in_a_recipe_test(recipe_flags):
     `--axis=channels`, `--image_size=16`, `--validation_per_class=0`)."""
     import glob
 
-    import imclr_cifar  # noqa: F401 (defines its own flags)
+    import imclr_cifar  # noqa: F401 (define their own flags)
+    import semisup_cifar  # noqa: F401
 
     flag_values = recipe_flags[1]
     text = "".join(open(path).read() for path in glob.glob(os.path.join(HERE, "*.py")))
     missing = []
     for name, flag in flag_values._flags().items():
         module = flag_values.find_module_defining_flag(name) or ""
-        if name != flag.name or not module.endswith(("recipe_flags", "imclr_cifar")):
+        recipes = ("recipe_flags", "imclr_cifar", "semisup_cifar")
+        if name != flag.name or not module.endswith(recipes):
             continue
         if flag.flag_type() == "bool":
             wanted = [f"--no{name}" if flag.default else f"--{name}"]

@@ -82,6 +82,7 @@ def test_every_experiment_is_defined_with_its_arms():
     assert names["supcon_vs_ce"] == {"ce", "supcon", "simclr"}
     assert {"simclr", "simclr_mixco"} <= names["mixco"]
     assert names["clsa"] == {"moco", "clsa"}
+    assert names["pi_model"] == {"pi", "pi_imclr"}
     for experiment in reproduction.EXPERIMENTS.values():
         assert experiment.baseline in experiment.arms
         for script, _ in experiment.arms.values():
