@@ -96,10 +96,11 @@ def run(config, pretrain_config, extra=None):
             )
         example = builders.first_views(make_train(None))
         views = example[0] if with_labels else example
-        summary = {"query": views["query"], "key": views["key"]}
+        # One image batch per view kind (the first crop of CLSA's multi-crop query / strong).
+        first = lambda v: v[0] if isinstance(v, (list, tuple)) else v  # noqa: E731
+        summary = {"query": first(views["query"]), "key": views["key"]}
         if "strong" in views:
-            strong = views["strong"]
-            summary["strong"] = strong[0] if isinstance(strong, (list, tuple)) else strong
+            summary["strong"] = first(views["strong"])
         callbacks = builders.callbacks(config, summary)
         if config.validation_curve and model.probe is not None:
             _, validation_batches = builders.eval_pipelines(config, train, validation, size=size)
