@@ -11,6 +11,11 @@ A preset of `pretrain.py` with the settings of MixCo's reference on CIFAR:
   queue: for the commands of the earlier version of this script, `--queue_size` /
   `--moco_momentum` are ignored (with a warning) when `--base=simclr`.
 
+Kept different from the SimCLR-MixCo reference on purpose: it holds the learning rate flat
+for its first 10 epochs before the cosine decay; here the shared schedule applies (cosine
+from the first step, `--warmup_epochs` for a linear warm-up), so short CPU-sized runs are
+not spent mostly at the peak rate. The MoCo-based reference uses a cosine schedule as here.
+
 Every `pretrain.py` flag works here too; explicit flags override these defaults.
 
     python recipes/mixco_cifar.py                       # MoCo-v2 + MixCo on the shipped sample
