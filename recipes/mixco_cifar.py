@@ -14,7 +14,7 @@ A preset of `pretrain.py` with the settings of MixCo's reference on CIFAR:
 Kept different from the SimCLR-MixCo reference on purpose: it holds the learning rate flat
 for its first 10 epochs before the cosine decay; here the shared schedule applies (cosine
 from the first step, `--warmup_epochs` for a linear warm-up), so short CPU-sized runs are
-not spent mostly at the peak rate. The MoCo-based reference uses a cosine schedule as here.
+not spent mostly at the peak rate.
 
 Every `pretrain.py` flag works here too; explicit flags override these defaults.
 
