@@ -23,8 +23,11 @@ from keras_contrast.models.pi_model import PiModel
 def _serving_outputs(model, images):
     """The exported outputs of `model` on float32 images (already scaled for the model)."""
     if isinstance(model, PiModel):
-        # Its classifier's probabilities (on self-paired images with ImCLR pairing).
-        logits = model(images, training=False)
+        # Its classifier's outputs, on self-paired images with ImCLR pairing.
+        paired = model.self_paired(images)
+        if getattr(model.classifier, "encoder", None) is not None:
+            return _serving_outputs(model.classifier, paired)
+        logits = model.classifier(paired, training=False)
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
     if isinstance(model, ImCLRClassifier):
         inner = model.classifier
@@ -155,7 +158,7 @@ def export_saved_model(model, export_dir, image_size, input_scale=1.0, verbose=F
     Works for the contrastive trainers (`SupConModel`, `SimCLRModel`, `MoCoModel`,
     `BYOLModel`; with `num_classes`, their online probe gives `probabilities`), `LinearClassifier`,
     `ImCLRClassifier` (the graph self-pairs each image, so clients send single images),
-    `PiModel` (its classifier's `probabilities`; self-paired with ImCLR pairing) and
+    `PiModel` (its classifier's outputs; self-paired with ImCLR pairing) and
     plain encoders such as `ResNet`. Models that have an `encoder` attribute export
     `embeddings` = encoder features; models with a `classifier` also export
     `probabilities` (softmax of its logits). An `ImCLRClassifier` around a classifier without

@@ -175,7 +175,8 @@ class PiModel(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
-    def _self_paired(self, images):
+    def self_paired(self, images):
+        """The images as the classifier sees them at inference (self-paired with ImCLR)."""
         return images if self.pairing is None else self_pair(images, self.pairing.axis)
 
     def compile(self, optimizer="rmsprop", **kwargs):
@@ -200,7 +201,7 @@ class PiModel(keras.Model):
         self.compile(**config)
 
     def call(self, images, training=False):
-        return self.classifier(self._self_paired(images), training=training)
+        return self.classifier(self.self_paired(images), training=training)
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, with the callback that tells the ramp-up the epoch."""
