@@ -88,7 +88,7 @@ class MoCoModel(ContrastiveTrainer):
 
     Batches: `{"query": view or tuple of crops, "key": view[, "strong": ...][, "labels"]}`
     (labels feed only the online probe). Multi-crop needs an encoder that takes several
-    sizes. The global batch must divide `queue_size`.
+    sizes. Any global batch up to `queue_size` works, short last batches included.
 
     Distribution: keys are shuffled across the global batch before the key encoder
     (shuffle-BN), the global batch of keys is enqueued on every replica, the EMA runs per
@@ -172,6 +172,12 @@ class MoCoModel(ContrastiveTrainer):
 
     def validate_views(self, views):
         batch = views.key.shape[0]
+        if batch is None and self.bn_splits not in (None, 1):
+            raise ValueError(
+                f"`bn_splits={self.bn_splits}` needs batches of a static size "
+                "(`drop_remainder=True` in the dataset). Received: a batch of unknown size "
+                "(the default `bn_splits=None` uses no split for such batches)"
+            )
         if batch is not None and batch % self.key_splits(batch):
             raise ValueError(
                 f"The batch size must be a multiple of `bn_splits`. Received: batch={batch}, "

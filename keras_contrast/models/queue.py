@@ -15,8 +15,9 @@ class KeyQueue(keras.layers.Layer):
     non-trainable int32 `pointer` variable, so both are saved by `model.save`,
     `model.save_weights` and `tf.train.Checkpoint` with the model that owns the layer. The
     queue starts as random unit vectors, as in MoCo. `enqueue(keys)` overwrites the oldest
-    `n` keys (rows `pointer .. pointer + n - 1`) and advances the pointer modulo `size`;
-    `size` must be a multiple of `n`, so a batch never straddles the end.
+    `n` keys (rows `pointer .. pointer + n - 1` modulo `size`, wrapping around the end) and
+    advances the pointer modulo `size`; any `0 <= n <= size` works, so short last batches
+    (datasets whose size is not a multiple of the batch) are enqueued like the others.
 
     With `with_labels=True` the queue also keeps each key's int label in a non-trainable
     `labels` variable (`-1` for the random initial keys, which are then negatives of every
@@ -126,24 +127,23 @@ class KeyQueue(keras.layers.Layer):
             else:
                 (keys,), _ = gather_from_replicas(keys)
         num = keys.shape[0]
-        if num is not None and (num == 0 or self.size % num != 0):
+        if num is not None and num > self.size:
             raise ValueError(
-                f"The queue size must be a multiple of the global batch of keys. Received: "
-                f"size={self.size}, global batch={num}. Use a batch size that divides the "
-                "queue size (and `drop_remainder=True` in the dataset)."
+                "The global batch of keys must be at most the queue size. Received: "
+                f"size={self.size}, global batch={num}"
             )
         num = tf.shape(keys)[0]
         checks = [
-            tf.debugging.assert_equal(
-                tf.math.floormod(self.size, num),
-                0,
-                message=f"The queue size ({self.size}) must be a multiple of the global batch "
-                "of keys; use drop_remainder=True in the dataset.",
+            tf.debugging.assert_less_equal(
+                num, self.size,
+                message=f"The global batch of keys must be at most the queue size ({self.size})",
             )
         ]
         with tf.control_dependencies(checks):
             start = tf.convert_to_tensor(self.pointer)
-            indices = start + tf.range(num)
+            # Any batch size: a batch that does not divide the size (a short last batch)
+            # wraps around the end of the queue.
+            indices = tf.math.floormod(start + tf.range(num), self.size)
             new_pointer = tf.math.floormod(start + num, self.size)
 
         def write(queue, keys, indices):

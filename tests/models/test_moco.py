@@ -168,6 +168,22 @@ def test_key_order_restored_in_the_trainer(bn_splits):
     np.testing.assert_allclose(keys, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("clsa, mixco", [(False, False), (True, True)])
+def test_short_last_batches_fit_for_several_epochs(clsa, mixco):
+    # 10 examples in batches of 4 (the last one of 2) with a queue of 16: 0.1.0 broke the
+    # queue one epoch later.
+    model = _moco(queue_size=16, clsa=clsa, mixco=mixco, seed=0)
+    model.compile(optimizer="sgd")
+    dataset = tf.data.Dataset.from_tensor_slices(_views(10)).batch(4)
+    history = model.fit(dataset, epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert int(model.queue.pointer.numpy()) == (3 * 10) % 16
+    with pytest.raises(ValueError, match="`bn_splits=2` needs batches of a static size"):
+        split = _moco(queue_size=16, bn_splits=2)
+        split.compile(optimizer="sgd")
+        split.fit(dataset, epochs=1, verbose=0)
+
+
 def test_default_key_splits_follow_the_batch_on_one_device():
     model = _moco(queue_size=128)
     # Groups of >= 16 keys: 8 groups at 128 (MoCo's CIFAR demo), fewer for smaller batches.
@@ -259,8 +275,9 @@ def test_bad_inputs():
         model.fit(_dataset({"query": views["query"]}), verbose=0)
     model = _moco(_encoder(), queue_size=16)
     model.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match="size=16, global batch=6"):
-        model.fit(_dataset(views, batch=6), verbose=0)
+    with pytest.raises(ValueError, match="at most the queue size. Received: size=16, global "
+                                         "batch=32"):
+        model.fit(_dataset(views, batch=32), verbose=0)
     model = _moco(_encoder(), queue_size=14, mixco=True)
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="even batch size"):

@@ -35,6 +35,34 @@ def test_fifo_order_and_wrap_around():
     assert pointer == 4
 
 
+@pytest.mark.parametrize("batches", [[4, 4, 2, 4, 4, 2], [5, 3, 7], [6, 0, 6]])
+def test_batches_that_do_not_divide_the_size_wrap_around(batches):
+    # 0.1.0 failed one epoch later ("indices[2] = 16 is not in [0, 16)") on 10 examples in
+    # batches of 4 (a short last batch of 2) with a queue of 16.
+    rng = np.random.default_rng(1)
+    queue = KeyQueue(size=16, dim=3, seed=0, with_labels=True)
+    expected, expected_labels = queue().numpy().copy(), np.full(16, -1)
+    enqueue = tf.function(queue.enqueue)  # batch sizes vary: a dynamic batch dimension
+    pointer = 0
+    for n in batches:
+        batch, labels = _keys(rng, n, 3), rng.integers(0, 5, n)
+        enqueue(tf.constant(batch), tf.constant(labels))
+        for row, label in zip(batch, labels):
+            expected[pointer], expected_labels[pointer] = row, label
+            pointer = (pointer + 1) % 16
+        np.testing.assert_array_equal(queue().numpy(), expected)
+        np.testing.assert_array_equal(queue.labels.numpy(), expected_labels)
+        assert int(queue.pointer.numpy()) == pointer
+
+
+def test_a_batch_larger_than_the_queue_is_an_error():
+    queue = KeyQueue(size=4, dim=3)
+    with pytest.raises(ValueError, match="at most the queue size. Received: size=4, global batch=5"):
+        queue.enqueue(tf.zeros([5, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most the queue size"):
+        tf.function(queue.enqueue, input_signature=[tf.TensorSpec([None, 3])])(tf.zeros([6, 3]))
+
+
 def test_enqueue_inside_tf_function():
     queue = KeyQueue(size=4, dim=2, seed=0)
     keys = np.eye(2, dtype="float32")
@@ -89,8 +117,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="dim=2.0"):
         KeyQueue(size=4, dim=2.0)
     queue = KeyQueue(size=6, dim=2)
-    with pytest.raises(ValueError, match="size=6, global batch=4"):
-        queue.enqueue(np.ones((4, 2), "float32"))
+    with pytest.raises(ValueError, match="size=6, global batch=7"):
+        queue.enqueue(np.ones((7, 2), "float32"))
     with pytest.raises(ValueError, match="keys.shape"):
         queue.enqueue(np.ones((2, 3), "float32"))
 

@@ -103,3 +103,14 @@ def test_mirrored_strategy_enqueues_the_global_batch_with_labels():
     model.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1, verbose=0)
     for component in model.queue.labels.value.values:
         np.testing.assert_array_equal(component.numpy()[:8], x["labels"])
+
+
+def test_short_last_batches_fit_for_several_epochs():
+    # 10 examples in batches of 4 (a last batch of 2) and a queue of 16 keys.
+    x, _ = _batches(n=10)
+    model = _model(queue_size=16)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=3,
+                        verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert int(model.queue.pointer.numpy()) == 30 % 16

@@ -465,8 +465,9 @@ def test_batches_an_add_on_or_base_cannot_use():
     with pytest.raises(ValueError, match="needs labels in every batch"):
         _fit(queued, {"query": views["query"], "key": views["key"]})
     moco = compile_trainer(fx.make_trainer("moco", "none"))
-    with pytest.raises(ValueError, match=r"size=16, global batch=6"):
-        _fit(moco, fx.views(12), batch_size=6)
+    with pytest.raises(ValueError, match=r"at most the queue size. Received: size=16, global "
+                                         r"batch=20"):
+        _fit(moco, fx.views(20), batch_size=20)
     split = compile_trainer(fx.make_trainer("moco", "none", bn_splits=3))
     with pytest.raises(ValueError, match=r"multiple of `bn_splits`.*batch=8, bn_splits=3"):
         _fit(split, views)
