@@ -43,6 +43,10 @@ flags.DEFINE_string("output_dir", None, "Where runs, results.json/.md/.png go.")
 flags.DEFINE_multi_string("override", [], "Flags appended to every arm (e.g. --epochs=1).")
 flags.DEFINE_list("arms", None, "Run only these arms (default: all).")
 flags.DEFINE_bool(
+    "report_only", False, "Only write results.md and results.png from the runs recorded in "
+    "--output_dir/results.json (e.g. while or after a partial run); runs nothing."
+)
+flags.DEFINE_bool(
     "robustness", True, "Also measure each export's clean and mean corruption accuracy "
     "(recipes/robustness_eval.py: the 15 common corruptions, severities 1-5)."
 )
@@ -74,6 +78,10 @@ def main(argv):
         )
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     results_path = os.path.join(FLAGS.output_dir, "results.json")
+    if FLAGS.report_only:
+        results = reproduction.read_results(results_path)
+        write_reports(experiment, results)
+        return
     results = {
         "experiment": FLAGS.experiment,
         "baseline": experiment.baseline,
@@ -109,12 +117,18 @@ def main(argv):
                   "held-out images", flush=True)
         results["arms"][arm]["seeds"][str(seed)] = entry
         reproduction.write_json(results_path, results)
+    write_reports(experiment, results)
+    logging.info("Wrote %s, results.md and results.png", results_path)
+
+
+def write_reports(experiment, results):
+    """results.md and results.png in --output_dir; prints the table."""
     table = reproduction.write_markdown(
         FLAGS.experiment, experiment, results, os.path.join(FLAGS.output_dir, "results.md")
     )
-    reproduction.write_plot(FLAGS.experiment, experiment, results, os.path.join(FLAGS.output_dir, "results.png"))
+    reproduction.write_plot(FLAGS.experiment, experiment, results,
+                            os.path.join(FLAGS.output_dir, "results.png"))
     print(table, flush=True)
-    logging.info("Wrote %s, results.md and results.png", results_path)
 
 
 if __name__ == "__main__":

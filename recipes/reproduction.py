@@ -162,6 +162,14 @@ def _read(path):
         return None
 
 
+def read_results(path):
+    """The runner's results.json, or a `ValueError` naming the path when there is none."""
+    results = _read(path)
+    if results is None:
+        raise ValueError(f"No results to report: {path} is missing or unreadable.")
+    return results
+
+
 def write_json(path, value):
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w") as f:

@@ -130,6 +130,12 @@ def test_runner_end_to_end_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already done") == 4
     assert json.loads((tmp_path / "results.json").read_text()) == results
+    # --report_only rewrites the tables from results.json without running anything.
+    (tmp_path / "results.md").unlink()
+    report = _runner(tmp_path, "--report_only")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "already done" not in report.stdout and "| `imclr` | 2 |" in report.stdout
+    assert (tmp_path / "results.md").exists()
 
 
 def test_runner_errors(tmp_path):
@@ -138,3 +144,9 @@ def test_runner_errors(tmp_path):
         capture_output=True, text=True, timeout=120, env=recipe_env(),
     )
     assert proc.returncode != 0 and "--output_dir" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, os.path.join(RECIPES, "reproduce.py"), "--experiment=clsa",
+         f"--output_dir={tmp_path}", "--report_only"],
+        capture_output=True, text=True, timeout=120, env=recipe_env(),
+    )
+    assert proc.returncode != 0 and "No results to report" in proc.stderr
