@@ -23,21 +23,19 @@ import json
 import os
 import sys
 
+import recipe_flags  # noqa: F401 (the shared flags: --export_dir, --dataset, --seed, ...)
 from absl import app
 from absl import flags
 
-flags.DEFINE_string("export_dir", None, "The SavedModel to evaluate (required).")
-flags.DEFINE_string("dataset", "cifar10_sample", "cifar10_sample, folder:/path or a TFDS name.")
-flags.DEFINE_integer("validation_per_class", 500, "folder: datasets: held-out images per class.")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+# Shared flags used here: --export_dir (the SavedModel to evaluate, required), --dataset,
+# --validation_per_class, --data_dir, --batch_size (images per model call), --seed (of the
+# random corruptions).
 flags.DEFINE_integer("max_images", 1000, "At most this many held-out images (0: all).")
 flags.DEFINE_string(
     "corruptions", "common", "common (the benchmark's 15), all (with its 4 extra ones), or a "
     "comma-separated list of names (gaussian_noise,fog,...)."
 )
 flags.DEFINE_list("severities", ["1", "2", "3", "4", "5"], "Severities in [1, 5].")
-flags.DEFINE_integer("batch_size", 256, "Images per model call.")
-flags.DEFINE_integer("seed", 0, "Seed of the random corruptions.")
 flags.DEFINE_string("output_dir", None, "Outputs; default: <export_dir>/robustness.")
 flags.DEFINE_string(
     "corrupted_dir", None, "Keep the corrupted image sets here, for the next model evaluated "
@@ -210,4 +208,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    recipe_flags.set_defaults({"seed": 0, "batch_size": 256})
     app.run(main)
