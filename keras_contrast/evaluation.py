@@ -27,6 +27,8 @@ import os
 import keras
 import numpy as np
 
+from keras_contrast.models.trainer import check_int
+
 # The 15 corruptions of the ImageNet-C / CIFAR-10-C benchmark (mean corruption accuracy is
 # over these), and the 4 extra ones held out for validation in the paper.
 COMMON_CORRUPTIONS = (
@@ -190,13 +192,8 @@ def accuracy(model, images, labels, batch_size=256):
         A float in `[0, 1]`.
     """
     images, labels = _check_images_and_labels(images, labels, min_side=1)
-    _check_batch_size(batch_size)
+    check_int("batch_size", batch_size)
     return _accuracy(_predict_fn(model, batch_size), images, labels, batch_size)
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
 
 
 def _fingerprint(images, labels, seed):
@@ -295,7 +292,7 @@ def corruption_accuracy(
     images, labels = _check_images_and_labels(images, labels)
     corruptions = _check_corruptions(corruptions)
     severities = _check_severities(severities)
-    _check_batch_size(batch_size)
+    check_int("batch_size", batch_size)
     predict = _predict_fn(model, batch_size)
     _imagecorruptions()  # a clear ImportError before any work
     fingerprint = _fingerprint(images, labels, seed)

@@ -431,12 +431,17 @@ class ValidationCurve(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        accuracy = accuracy_of(self.predict, self.batches)
-        curve = read_json(self.path) or {}
-        curve[str(epoch + 1)] = accuracy
-        write_json(self.path, curve)
-        if logs is not None:
-            logs["val_accuracy"] = accuracy
+        record_epoch(self.path, epoch, accuracy_of(self.predict, self.batches), logs,
+                     "val_accuracy")
+
+
+def record_epoch(path, epoch, accuracy, logs, name):
+    """Sets epoch `epoch + 1`'s accuracy in the curve file `path` and in the epoch's logs."""
+    curve = read_json(path) or {}
+    curve[str(epoch + 1)] = accuracy
+    write_json(path, curve)
+    if logs is not None:
+        logs[name] = accuracy
 
 
 class KNNCurve(kc.models.KNNAccuracy):
@@ -452,12 +457,7 @@ class KNNCurve(kc.models.KNNAccuracy):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        accuracy = self.evaluate()
-        curve = read_json(self.path) or {}
-        curve[str(epoch + 1)] = accuracy
-        write_json(self.path, curve)
-        if logs is not None:
-            logs[self.log_name] = accuracy
+        record_epoch(self.path, epoch, self.evaluate(), logs, self.log_name)
 
 
 def progress_verbosity():

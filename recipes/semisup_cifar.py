@@ -133,15 +133,14 @@ def main(argv):
         pipeline = 0 if input_context is None else input_context.input_pipeline_id
         seed = shuffle_seed + pipeline  # every worker draws its own batches
 
-        def stream(tensors, batch):
+        def stream(tensors, count, batch):
             dataset = tf.data.Dataset.from_tensor_slices(tensors)
-            dataset = dataset.shuffle(min(len(tensors[0]) if isinstance(tensors, tuple)
-                                          else len(tensors), 50_000), seed=seed)
+            dataset = dataset.shuffle(min(count, 50_000), seed=seed)
             return dataset.repeat().batch(batch // replicas, drop_remainder=True)
 
         pairs = tf.data.Dataset.zip((
-            stream((labelled_images, labelled_labels), config.batch_size),
-            stream(unlabelled_images, unlabelled_batch),
+            stream((labelled_images, labelled_labels), len(labelled_images), config.batch_size),
+            stream(unlabelled_images, len(unlabelled_images), unlabelled_batch),
         ))
         return pairs.map(
             lambda lab, unl: ({"labelled": resized(lab[0]), "unlabelled": resized(unl)}, lab[1]),

@@ -5,7 +5,9 @@ import tensorflow as tf
 
 from keras_contrast.layers.imclr_pairing import ImCLRPairing
 from keras_contrast.models.imclr import self_pair
+from keras_contrast.models.trainer import check_int
 from keras_contrast.models.trainer import check_number
+from keras_contrast.models.trainer import compile_as_saved
 from keras_contrast.models.trainer import scale_loss_for_distribution
 
 
@@ -133,12 +135,7 @@ class PiModel(keras.Model):
                 f"or called once). Received: classifier={classifier!r}"
             )
         check_number("consistency_weight", consistency_weight, minimum=0.0, inclusive=True)
-        if isinstance(rampup_epochs, bool) or not isinstance(rampup_epochs, int) or (
-            rampup_epochs < 0
-        ):
-            raise ValueError(
-                f"`rampup_epochs` must be an int >= 0. Received: rampup_epochs={rampup_epochs!r}"
-            )
+        check_int("rampup_epochs", rampup_epochs, minimum=0)
         if pairing is not None and not isinstance(pairing, ImCLRPairing):
             raise ValueError(
                 f"`pairing` must be None or an ImCLRPairing. Received: pairing={pairing!r}"
@@ -194,11 +191,7 @@ class PiModel(keras.Model):
         self.optimizer.build(self.classifier.trainable_variables)
 
     def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        config = {k: v for k, v in config.items() if v is not None or k == "jit_compile"}
-        for unused in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            config.pop(unused, None)
-        self.compile(**config)
+        compile_as_saved(self, config)
 
     def call(self, images, training=False):
         return self.classifier(self.self_paired(images), training=training)
@@ -208,13 +201,10 @@ class PiModel(keras.Model):
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _EpochTracker(self)]
         return super().fit(*args, **kwargs)
 
-    def _num_classes(self):
-        return self.num_classes
-
     def _one_hot(self, labels):
         labels = tf.convert_to_tensor(labels)
         if labels.shape.rank == 1:
-            return tf.one_hot(tf.cast(labels, tf.int32), self._num_classes())
+            return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         return tf.cast(labels, tf.float32)
 
     def _parse(self, data):

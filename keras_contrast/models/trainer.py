@@ -91,6 +91,19 @@ def check_number(name, value, minimum=0.0, inclusive=False, maximum=None):
         raise ValueError(f"`{name}` must be a finite number {bound}. Received: {name}={value!r}")
 
 
+def compile_as_saved(model, config):
+    """`model.compile` with a saved compile config, minus the losses and metrics it owns.
+
+    For models whose `compile` builds their optimizers (so that their saved state loads) and
+    refuses a `loss`.
+    """
+    config = keras.saving.deserialize_keras_object(config)
+    config = {k: v for k, v in config.items() if v is not None or k == "jit_compile"}
+    for unused in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+        config.pop(unused, None)
+    model.compile(**config)
+
+
 def check_int(name, value, minimum=1, allow_none=False):
     """Raises a `ValueError` naming `name` unless `value` is an int (not a bool) >= minimum."""
     if value is None and allow_none:
@@ -383,11 +396,7 @@ class ContrastiveTrainer(keras.Model):
 
     def compile_from_config(self, config):
         """Compiles a loaded trainer as it was saved (optimizer, probe optimizer, options)."""
-        config = keras.saving.deserialize_keras_object(config)
-        config = {k: v for k, v in config.items() if v is not None or k == "jit_compile"}
-        for unused in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            config.pop(unused, None)
-        self.compile(**config)  # builds the optimizers, so that their saved state loads
+        compile_as_saved(self, config)
 
     def next_seed(self, training):
         """A stateless seed for one random draw: fresh in training, fixed in evaluation."""
