@@ -1,5 +1,6 @@
 """keras_contrast.layers: preprocessing layers for contrastive learning."""
 
+from keras_contrast.layers.auto_augment import AutoAugment
 from keras_contrast.layers.color_jitter import ColorJitter
 from keras_contrast.layers.imclr_pairing import ImCLRPairing
 from keras_contrast.layers.mixco_mixing import MixCoMixing

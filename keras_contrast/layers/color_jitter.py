@@ -7,9 +7,9 @@ from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing
 )
 
 from keras_contrast.layers import _image_utils
-from keras_contrast.layers.strong_augment import brightness as _brightness
-from keras_contrast.layers.strong_augment import color as _color
-from keras_contrast.layers.strong_augment import contrast as _contrast
+from keras_contrast.layers.augment_ops import brightness as _brightness
+from keras_contrast.layers.augment_ops import color as _color
+from keras_contrast.layers.augment_ops import contrast as _contrast
 
 # torchvision's op ids (`ColorJitter.forward`): the values of `"order"`.
 OP_NAMES = ("brightness", "contrast", "saturation", "hue")

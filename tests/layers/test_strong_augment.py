@@ -219,7 +219,7 @@ def test_xla_and_graph_paths_are_bit_identical(channels):
 def test_blend_is_pil_float32_arithmetic_under_xla():
     # Every (degenerate, pixel) pair at every factor of the table: the XLA
     # program must round like float32 `d + f * (x - d)` (no FMA).
-    from keras_contrast.layers import strong_augment as sa
+    from keras_contrast.layers import augment_ops as sa
 
     d, x = (g.astype("float32")[None, ..., None] for g in np.meshgrid(np.arange(256), np.arange(256)))
     factors = np.float32([0.09 * v + 0.05 for v in range(12)])
@@ -229,30 +229,6 @@ def test_blend_is_pil_float32_arithmetic_under_xla():
     for f in factors:
         expected = np.clip(d + f * (x - d), 0, 255).astype("uint8")  # NumPy float32.
         np.testing.assert_array_equal(blend(d, x, f[None]), expected, err_msg=str(f))
-
-
-def test_warp_nearest_equals_tensorflow_projective_transform():
-    from keras_contrast.layers import strong_augment as sa
-
-    rng = np.random.default_rng(2)
-    images = rng.integers(0, 256, (6, 17, 21, 3)).astype("uint8")
-    transforms = np.zeros((6, 8), "float32")
-    transforms[:, [0, 4]] = rng.uniform(0.7, 1.3, (6, 2))
-    transforms[:, [1, 3]] = rng.uniform(-0.4, 0.4, (6, 2))
-    transforms[:, [2, 5]] = rng.uniform(-6, 6, (6, 2))
-    transforms[3:, 6:] = rng.uniform(-0.01, 0.01, (3, 2))  # Projective rows.
-    transforms[5] = [1, 0, 2.5, 0, 1, -3.5, 0, 0]  # Exact halves: std::round.
-    expected = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=[17, 21],
-        fill_value=0.0,
-        interpolation="NEAREST",
-        fill_mode="CONSTANT",
-    )
-    np.testing.assert_array_equal(sa.warp_nearest(images, transforms), expected)
-    xla = tf.function(sa.warp_nearest, jit_compile=True)(images, transforms)
-    np.testing.assert_array_equal(xla, expected)
 
 
 # ------------------------------------------------------------------ statistics
@@ -333,7 +309,7 @@ def test_bad_inputs():
 
 
 def test_solarize_thresholds_outside_uint8_and_flat_auto_contrast():
-    from keras_contrast.layers import strong_augment as sa
+    from keras_contrast.layers import augment_ops as sa
 
     images = _images(4)
     images[2, ..., 1] = 77  # One flat channel: AutoContrast leaves it as is.
