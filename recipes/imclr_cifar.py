@@ -2,8 +2,8 @@ r"""ImCLR: supervised cross-entropy on pairs of concatenated images (or the plai
 
 ImCLR changes only the input pipeline: each training input is two images side by side and
 its label the mean of their one-hot labels. The baseline is the same script with
-`--noimclr`; `--cutmix` and `--randaugment` add keras core augmentations to test ImCLR's
-complementarity claims, `--train_fraction=0.05` its low-data claim.
+`--noimclr`; `--cutmix` and `--randaugment` add keras core augmentations and `--autoaugment`
+the library's AutoAugment (+ Cutout) to test ImCLR's complementarity claims, `--train_fraction=0.05` its low-data claim.
 
     python recipes/imclr_cifar.py                      # ImCLR on the shipped sample
     python recipes/imclr_cifar.py --noimclr            # the cross-entropy baseline
@@ -27,6 +27,14 @@ import keras_contrast as kc
 
 flags.DEFINE_bool("cutmix", False, "Apply keras.layers.CutMix to the training batches.")
 flags.DEFINE_bool("randaugment", False, "Apply keras.layers.RandAugment to training images.")
+flags.DEFINE_bool(
+    "autoaugment", False,
+    "Apply keras_contrast.layers.AutoAugment (the CIFAR-10 policy, then Cutout of "
+    "--autoaugment_cutout px) to training images, after the flip and translation.")
+flags.DEFINE_integer(
+    "autoaugment_cutout", 16,
+    "Cutout side (pixels) after AutoAugment, as the AutoAugment paper's CIFAR recipe; "
+    "0 for none. Only with --autoaugment.")
 
 FLAGS = flags.FLAGS
 
@@ -49,9 +57,11 @@ def main(argv):
     steps = builders.steps_per_epoch(config, info)
 
     # One independent seed per random layer: layers seeded alike draw the same numbers.
-    flip_seed, translation_seed, randaugment_seed, cutmix_seed, pairing_seed, shuffle_seed = (
-        kc.seeds.derive_seeds(config.seed, 6)
-    )
+    (flip_seed, translation_seed, randaugment_seed, cutmix_seed, pairing_seed, shuffle_seed,
+     autoaugment_seed) = kc.seeds.derive_seeds(config.seed, 7)
+    if FLAGS.autoaugment_cutout < 0:
+        raise ValueError("--autoaugment_cutout must be >= 0. Received: "
+                         f"--autoaugment_cutout={FLAGS.autoaugment_cutout}")
     augment = keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=flip_seed),
@@ -61,6 +71,9 @@ def main(argv):
         ]
         + ([keras.layers.RandAugment(value_range=(0, 255), seed=randaugment_seed)]
            if FLAGS.randaugment else [])
+        + ([kc.layers.AutoAugment("cifar10", cutout_size=FLAGS.autoaugment_cutout,
+                                  seed=autoaugment_seed)]
+           if FLAGS.autoaugment else [])
     )
     cutmix = keras.layers.CutMix(seed=cutmix_seed) if FLAGS.cutmix else None
     pairing = (
@@ -151,6 +164,7 @@ def main(argv):
         "imclr": FLAGS.imclr,
         "cutmix": FLAGS.cutmix,
         "randaugment": FLAGS.randaugment,
+        "autoaugment": FLAGS.autoaugment,
         "train_fraction": config.train_fraction,
         "dataset": config.dataset,
         "epochs": config.epochs,

@@ -84,6 +84,18 @@ EXPERIMENTS = {
                 "--queue_size=4096", "--learning_rate=0.06", "--weight_decay=5e-4"),
         minutes_per_seed=49,  # measured: 2 seeds, with tests running beside it
     ),
+    "imclr_autoaugment": Experiment(
+        description="ImCLR with AutoAugment (CIFAR-10 policy + Cutout 16) on 20 % of the split",
+        claim="ImCLR and AutoAugment are complementary (ImCLR adds to AutoAugment's gain)",
+        baseline="ce_autoaugment",
+        arms={
+            "ce_autoaugment": ("imclr_cifar.py", list(_CE_FLAGS) + ["--autoaugment"]),
+            "imclr_autoaugment": ("imclr_cifar.py", ["--imclr", "--axis=width",
+                                                     "--autoaugment"]),
+        },
+        common=("--train_fraction=0.2", "--epochs=15", "--batch_size=128",
+                "--learning_rate=0.4", "--weight_decay=5e-4"),
+    ),
     "pi_model": Experiment(
         description="Semi-supervised Π-model with and without ImCLR, 400 labels per class",
         claim="ImCLR adds about +2 points to the Π-model with 4,000 CIFAR-10 labels",

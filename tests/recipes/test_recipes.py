@@ -135,7 +135,7 @@ def test_supcon_cifar_mirrored(tmp_path):
         # Both crashed in 0.1.0: a 6-channel TensorBoard image, and 32-px evaluation images.
         ["--axis=channels", "--jit_compile"],
         ["--axis=height", "--image_size=16", "--optimizer=adamw",
-         "--mixed_precision=mixed_bfloat16"],
+         "--mixed_precision=mixed_bfloat16", "--autoaugment"],
     ],
 )
 def test_imclr_cifar(tmp_path, args):
