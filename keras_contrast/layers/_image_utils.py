@@ -103,14 +103,31 @@ def from_uint8(images, value_range, dtype):
     return tf.cast(x, dtype)
 
 
-def unless_empty(fn, images):
+def on_uint8_scale(fn, images, value_range, dtype):
+    """`fn(x, out_dtype)` on images mapped to the 0-255 scale, mapped back to
+    `value_range` in `dtype`.
+
+    On the 0-255 scale already, `fn` gets the images as they are and returns
+    `dtype` itself (the augment_ops runners convert per image, inside their
+    loop); otherwise the images are mapped to uint8 first (`to_uint8`) and
+    `fn`'s uint8 result back (`from_uint8`).
+    """
+    if tuple(value_range) == (0, 255):
+        return fn(images, dtype)
+    out = fn(to_uint8(images, value_range), tf.uint8)
+    return from_uint8(out, value_range, dtype)
+
+
+def unless_empty(fn, images, empty=None):
     """`fn(images)`, or `images` itself for an empty batch.
 
     The per-image XLA loops cannot be compiled for a batch of 0 (their scatter has
-    no row to update), so an empty batch skips them: statically when its size is
-    known, else with a `tf.cond` (the untaken branch is never compiled).
+    no row to update), so an empty batch skips them (`empty(images)`, by default
+    `images` itself): statically when its size is known, else with a `tf.cond`
+    (the untaken branch is never compiled).
     """
+    empty = empty or (lambda x: x)
     batch = images.shape[0]
     if batch is not None:
-        return images if batch == 0 else fn(images)
-    return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: images)
+        return empty(images) if batch == 0 else fn(images)
+    return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: empty(images))

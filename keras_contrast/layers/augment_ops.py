@@ -256,20 +256,30 @@ def warp_fixed(images, coefficients):
     whenever the four corners map within 2**15 pixels; for translations
     (Pillow's `ImagingScaleAffine` path) it gives the same pixels. Integer
     arithmetic only: exact in XLA and in the graph path alike.
+
+    The gather reads a copy with a one-pixel black border (points outside
+    the image are clamped onto it), and RGB pixels are gathered as one int32
+    each (the channels padded to 4 bytes): one scalar gather per pixel
+    rather than a 3-element slice, about 15 % faster under XLA.
     """
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
+    channels = images.shape[-1]
     a = [tf.reshape(coefficients[:, k], [-1, 1, 1]) for k in range(6)]
     xs = tf.reshape(tf.range(width), [1, 1, -1])
     ys = tf.reshape(tf.range(height), [1, -1, 1])
-    col = tf.math.floordiv(a[2] + xs * a[0] + ys * a[1], 65536)
-    row = tf.math.floordiv(a[5] + xs * a[3] + ys * a[4], 65536)
-    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    index = (tf.reshape(tf.range(n), [-1, 1, 1]) * height + tf.clip_by_value(
-        row, 0, height - 1
-    )) * width + tf.clip_by_value(col, 0, width - 1)
-    pixels = tf.gather(tf.reshape(images, [n * height * width, images.shape[-1]]), index)
-    return tf.where(inside[..., None], pixels, tf.zeros_like(pixels))
+    # `>> 16` of a signed int is Pillow's (arithmetic) shift: a floor division.
+    col = tf.bitwise.right_shift(a[2] + xs * a[0] + ys * a[1], 16)
+    row = tf.bitwise.right_shift(a[5] + xs * a[3] + ys * a[4], 16)
+    col = tf.clip_by_value(col, -1, width) + 1
+    row = tf.clip_by_value(row, -1, height) + 1
+    index = (tf.reshape(tf.range(n), [-1, 1, 1]) * (height + 2) + row) * (width + 2) + col
+    if channels == 3:
+        padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 1]])
+        pixels = tf.gather(tf.reshape(tf.bitcast(padded, tf.int32), [-1]), index)
+        return tf.bitcast(pixels, tf.uint8)[..., :3]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return tf.gather(tf.reshape(padded, [-1]), index)[..., None]
 
 
 def _factor(params):
@@ -452,23 +462,28 @@ def kernel_parameters(ops, values, height, width):
 # Running a program of ops.
 
 
-def apply_ops(images, ops, apply, values, clip=True, jit_compile=True):
-    """Runs `steps` ops per image on uint8 `images` `[B, H, W, C]`.
+def apply_ops(images, ops, apply, values, clip=True, jit_compile=True, dtype=None):
+    """Runs `steps` ops per image on `images` `[B, H, W, C]` on the 0-255 scale.
 
     Args:
-        images: uint8 `[B, H, W, C]`, C in {1, 3}.
+        images: `[B, H, W, C]`, C in {1, 3}: uint8, or any real dtype holding
+            values on the 0-255 scale (rounded and clipped to uint8 first).
         ops: int32 `[B, steps]`, indices into `OPS`.
-        apply: bool `[B, steps]`; a step not applied is the identity.
+        apply: bool `[B, steps]`; a step not applied is skipped.
         values: float64 `[B, steps, NUM_VALUES]`, the ops' values.
         clip: whether any blend factor may exceed 1. Defaults to `True`
             (always correct; `False` skips a clipping pass).
         jit_compile: one XLA program looping over images (`True`), or the
             vectorised graph path (`False`). Same bits.
+        dtype: dtype of the result (0-255 scale). Defaults to the dtype of
+            `images`.
 
     Returns:
-        uint8 images, the shape of `images`.
+        The images, the shape of `images`, in `dtype`. The XLA path converts
+        each image inside its loop (no separate pass over the batch).
     """
     images = tf.convert_to_tensor(images)
+    dtype = tf.as_dtype(dtype or images.dtype)
     ops = tf.convert_to_tensor(ops, tf.int32)
     apply = tf.convert_to_tensor(apply, tf.bool)
     values = tf.convert_to_tensor(values, tf.float64)
@@ -477,19 +492,29 @@ def apply_ops(images, ops, apply, values, clip=True, jit_compile=True):
     kernels, params = kernel_parameters(
         tf.reshape(ops, [-1]), tf.reshape(values, [-1, NUM_VALUES]), shape[1], shape[2]
     )
-    kernels = tf.where(apply, tf.reshape(kernels, [-1, steps]), 0)
+    kernels = tf.reshape(kernels, [-1, steps])
     params = tf.reshape(params, [-1, steps, NUM_PARAMS])
     if jit_compile:
+        # The applied steps first (stable), so each image loops over its own
+        # applied steps only.
+        order = tf.argsort(tf.cast(~apply, tf.int32), axis=1, stable=True)
+        kernels = tf.gather(kernels, order, batch_dims=1)
+        params = tf.gather(params, order, batch_dims=1)
+        counts = tf.reduce_sum(tf.cast(apply, tf.int32), axis=1)
         out = _image_utils.unless_empty(
-            lambda x: _apply_per_image(x, kernels, params, clip), images
+            lambda x: _apply_per_image(x, kernels, counts, params, clip, dtype),
+            images,
+            empty=lambda x: tf.cast(x, dtype),
         )
         out.set_shape(images.shape)
         return out
-    static_shape = images.shape
+    x = _image_utils.to_uint8(images, (0, 255))
+    kernels = tf.where(apply, kernels, 0)
+    static_shape = x.shape
     for step in range(steps):
-        images = _apply_step(images, kernels[:, step], params[:, step], clip)
-        images.set_shape(static_shape)
-    return images
+        x = _apply_step(x, kernels[:, step], params[:, step], clip)
+        x.set_shape(static_shape)
+    return _image_utils.from_uint8(x, (0, 255), dtype)
 
 
 def _apply_step(images, kernels, params, clip):
@@ -506,11 +531,12 @@ def _apply_step(images, kernels, params, clip):
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _apply_per_image(images, kernels, params, clip):
-    """All steps of all images in one XLA program: a loop over images and
-    steps with a conditional per step, so each image computes only its ops.
-    `clip` is a Python bool (one program per value)."""
-    steps = kernels.shape[1]
+def _apply_per_image(images, kernels, counts, params, clip, dtype):
+    """All steps of all images in one XLA program: a loop over images and, per
+    image, over its `counts[i]` applied steps with a conditional per step, so
+    each image computes only its ops. Each image is converted to uint8 at the
+    start and to `dtype` at the end of its iteration. `clip` and `dtype` are
+    Python values (one program per value)."""
     branches = [KERNELS[name] for name in KERNEL_NAMES]
 
     def per_image(i, out):
@@ -522,14 +548,13 @@ def _apply_per_image(images, kernels, params, clip):
             # Unknown height/width (tf.data): keep the loop variable's static shape.
             return s + 1, tf.ensure_shape(result, image.shape)
 
-        _, image = tf.while_loop(
-            lambda s, _: s < steps, per_step, (tf.constant(0), images[i])
-        )
-        return i + 1, tf.tensor_scatter_nd_update(out, [[i]], image[None])
+        first = _image_utils.to_uint8(images[i], (0, 255))
+        _, image = tf.while_loop(lambda s, _: s < counts[i], per_step, (tf.constant(0), first))
+        return i + 1, tf.tensor_scatter_nd_update(out, [[i]], tf.cast(image, dtype)[None])
 
     _, out = tf.while_loop(
         lambda i, _: i < tf.shape(images)[0],
         per_image,
-        (tf.constant(0), tf.zeros_like(images)),
+        (tf.constant(0), tf.zeros(tf.shape(images), dtype)),
     )
     return out

@@ -305,7 +305,7 @@ class AutoAugment(BaseImagePreprocessingLayer):
                 "`images` must have 1 or 3 channels for AutoAugment. "
                 f"Received: images.shape={images.shape}"
             )
-        x = _image_utils.to_uint8(images, self.value_range)
+        x = images
         unbatched = x.shape.rank == 3
         if unbatched:
             x = x[None]
@@ -320,10 +320,15 @@ class AutoAugment(BaseImagePreprocessingLayer):
             ops = tf.concat([ops, tf.fill([shape[0], 1], augment_ops.OP_INDEX["cutout"])], 1)
             apply = tf.concat([apply, tf.ones([shape[0], 1], tf.bool)], 1)
             values = tf.concat([values, self._cutout_values(centres, shape)[:, None]], 1)
-        x = augment_ops.apply_ops(x, ops, apply, values, clip=True, jit_compile=self.jit_compile)
-        if unbatched:
-            x = x[0]
-        return _image_utils.from_uint8(x, self.value_range, self.compute_dtype)
+        x = _image_utils.on_uint8_scale(
+            lambda x, dtype: augment_ops.apply_ops(
+                x, ops, apply, values, clip=True, jit_compile=self.jit_compile, dtype=dtype
+            ),
+            x,
+            self.value_range,
+            self.compute_dtype,
+        )
+        return x[0] if unbatched else x
 
     def _values(self, sub_policies, ops, signs, width):
         """Registry values `[B, 2, NUM_VALUES]`; the translations' are set per

@@ -269,20 +269,24 @@ class StrongAugment(BaseImagePreprocessingLayer):
                 "`images` must have 1 or 3 channels for StrongAugment. "
                 f"Received: images.shape={images.shape}"
             )
-        x = _image_utils.to_uint8(images, self.value_range)
         op_indices = tf.cast(transformation["op_indices"], tf.int32)
         magnitudes = tf.cast(transformation["magnitudes"], tf.int32)
         signs = tf.cast(transformation["signs"], tf.float32)
-        shape = tf.shape(x)
-        x = augment_ops.apply_ops(
-            x,
-            tf.gather(tf.constant(_REGISTRY_ID, tf.int32), op_indices),
-            tf.cast(transformation["apply"], tf.bool),
-            self._values(op_indices, magnitudes, signs, shape[1], shape[2]),
-            clip=self._enhance_clip,
-            jit_compile=self.jit_compile,
+        shape = tf.shape(images)
+        return _image_utils.on_uint8_scale(
+            lambda x, dtype: augment_ops.apply_ops(
+                x,
+                tf.gather(tf.constant(_REGISTRY_ID, tf.int32), op_indices),
+                tf.cast(transformation["apply"], tf.bool),
+                self._values(op_indices, magnitudes, signs, shape[1], shape[2]),
+                clip=self._enhance_clip,
+                jit_compile=self.jit_compile,
+                dtype=dtype,
+            ),
+            images,
+            self.value_range,
+            self.compute_dtype,
         )
-        return _image_utils.from_uint8(x, self.value_range, self.compute_dtype)
 
     def _values(self, op_indices, magnitudes, signs, height, width):
         """The registry values (float64 `[B, num_ops, NUM_VALUES]`) of each step:
