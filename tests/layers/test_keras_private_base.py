@@ -1,6 +1,6 @@
 """Guard for the one private Keras API the layers rely on.
 
-Six layers subclass `keras.src.layers.preprocessing.image_preprocessing.
+Seven layers subclass `keras.src.layers.preprocessing.image_preprocessing.
 base_image_preprocessing_layer.BaseImagePreprocessingLayer`: Keras exports no public base that
 gives `get_random_transformation` / `transform_images` replay, tf.data support and the
 backend switch. `setup.cfg` therefore pins the Keras minor version these tests ran on, and this
@@ -22,6 +22,7 @@ from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing
 from keras_contrast import layers as L
 
 LAYERS = {
+    "AutoAugment": lambda: L.AutoAugment(cutout_size=4, seed=0),
     "ColorJitter": lambda: L.ColorJitter(seed=0),
     "ImCLRPairing": lambda: L.ImCLRPairing(num_classes=3, seed=0),
     "MixCoMixing": lambda: L.MixCoMixing(seed=0),
