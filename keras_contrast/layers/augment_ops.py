@@ -6,8 +6,10 @@ Pillow bit for bit (`PIL.ImageOps`, `PIL.ImageEnhance`, `Image.rotate` and
 one `Op` entry of `OPS`: its name, the kernel that runs it and the function
 that turns its per-image *values* (float64 `[n, NUM_VALUES]`, what a layer
 draws or looks up) into the kernel's parameters (float64 `[n, NUM_PARAMS]`).
-Several ops may share a kernel: the five geometric ops are one warp whose
-parameters are Pillow's 16.16 fixed-point affine coefficients.
+Several ops may share a kernel: the five geometric ops take Pillow's 16.16
+fixed-point affine coefficients as parameters and run on one of three warp
+kernels (the general one for rotations; on the XLA path, translations and
+shears move whole rows or columns and run as row copies).
 
 `apply_ops` runs a whole program of ops (`[B, steps]` op ids, values and
 apply flags) on a batch, either as one XLA program that loops over the images
@@ -44,6 +46,12 @@ import math
 import tensorflow as tf
 
 from keras_contrast.layers import _image_utils
+
+try:  # XLA's gather of whole row slices (private TensorFlow modules, TF 2.x).
+    from tensorflow.compiler.tf2xla.python import xla as _xla
+    from tensorflow.compiler.xla import xla_data_pb2 as _xla_data_pb2
+except ImportError:  # pragma: no cover - checked by test_row_gather_is_available
+    _xla = _xla_data_pb2 = None
 
 NUM_VALUES = 5
 NUM_PARAMS = 6
@@ -282,6 +290,91 @@ def warp_fixed(images, coefficients):
     return tf.gather(tf.reshape(padded, [-1]), index)[..., None]
 
 
+def _pixels(images):
+    """uint8 `[n, H, W, C]` -> one element per pixel `[n, H, W]`: RGB as one
+    int32 (padded to 4 bytes), one channel as itself. `_unpixels` inverts."""
+    if images.shape[-1] == 3:
+        return tf.bitcast(tf.pad(images, [[0, 0], [0, 0], [0, 0], [0, 1]]), tf.int32)
+    return images[..., 0]
+
+
+def _unpixels(pixels, channels):
+    if channels == 3:
+        return tf.bitcast(pixels, tf.uint8)[..., :3]
+    return pixels[..., None]
+
+
+def _row_gather_dimensions():
+    dims = _xla_data_pb2.GatherDimensionNumbers()
+    dims.offset_dims.append(2)
+    dims.collapsed_slice_dims.extend([0, 1])
+    dims.start_index_map.extend([0, 1, 2])
+    dims.index_vector_dim = 2
+    return dims
+
+
+def _shift_rows_of_pixels(pixels, row_offset, col_base, col_step):
+    """`out[i, y, x] = pixels[i, y + t_i, x + s_i(y)]`, 0 outside, on `[n, H, W]`
+    with `t_i = row_offset[i]` and `s_i(y) = (col_base[i] + y col_step[i]) >> 16`.
+
+    Each output row is one contiguous slice of a copy with W zero pixels on
+    both sides, read by one XLA gather of whole rows: a row copy instead of
+    a gather per pixel (about 5x faster than `warp_fixed` at 224 px).
+    """
+    shape = tf.shape(pixels)
+    n, height = shape[0], shape[1]
+    width = pixels.shape[2]
+    zeros = tf.zeros_like(pixels)
+    padded = tf.concat([zeros, pixels, zeros], axis=2)
+    rows = tf.range(height)[None, :]
+    source_rows = rows + row_offset[:, None]
+    inside = (source_rows >= 0) & (source_rows < height)
+    shift = tf.bitwise.right_shift(col_base[:, None] + rows * col_step[:, None], 16)
+    starts = tf.stack(
+        [
+            tf.broadcast_to(tf.range(n)[:, None], tf.shape(source_rows)),
+            tf.clip_by_value(source_rows, 0, height - 1),
+            width + tf.clip_by_value(shift, -width, width),
+        ],
+        axis=2,
+    )
+    out = _xla.gather(padded, starts, _row_gather_dimensions(), [1, 1, width],
+                      indices_are_sorted=True)
+    return tf.where(inside[..., None], out, tf.zeros_like(out))
+
+
+def shift_rows_xla(images, coefficients):
+    """`warp_fixed` for the affine maps that move whole rows (`A0 = A4 = 65536`,
+    `A3 = 0`: translations and horizontal shears), under XLA only.
+
+    With `A0 = 65536`, Pillow's `(A2 + x A0 + y A1) >> 16` is exactly
+    `x + ((A2 + y A1) >> 16)`, and with `A3 = 0`, `A4 = 65536` the source row
+    is `y + (A5 >> 16)`: output row `y` is input row `y + (A5 >> 16)` shifted
+    by a whole number of pixels. Falls back to `warp_fixed` when the width is
+    not known when the program is traced (the gather needs it).
+    """
+    if _xla is None or images.shape[2] is None:
+        return warp_fixed(images, coefficients)
+    c = coefficients
+    out = _shift_rows_of_pixels(
+        _pixels(images), tf.bitwise.right_shift(c[:, 5], 16), c[:, 2], c[:, 1]
+    )
+    return _unpixels(out, images.shape[-1])
+
+
+def shift_cols_xla(images, coefficients):
+    """`warp_fixed` for the maps that move whole columns (`A0 = A4 = 65536`,
+    `A1 = 0`: vertical shears), under XLA only: `shift_rows_xla` on the
+    transposed image (source column `x + (A2 >> 16)`, row offset
+    `(A5 + x A3) >> 16`)."""
+    if _xla is None or images.shape[1] is None:
+        return warp_fixed(images, coefficients)
+    c = coefficients
+    pixels = tf.transpose(_pixels(images), [0, 2, 1])
+    out = _shift_rows_of_pixels(pixels, tf.bitwise.right_shift(c[:, 2], 16), c[:, 5], c[:, 3])
+    return _unpixels(tf.transpose(out, [0, 2, 1]), images.shape[-1])
+
+
 def _factor(params):
     return tf.cast(params[:, 0], tf.float32)
 
@@ -291,7 +384,10 @@ def _integer(params, column=0):
 
 
 # name -> fn(images, params float64 [n, NUM_PARAMS], clip). `clip`: whether
-# blend factors may exceed 1 (else the blends cannot leave 0..255).
+# blend factors may exceed 1 (else the blends cannot leave 0..255). The three
+# warps share Pillow's fixed-point coefficients as parameters; "shift_rows"
+# and "shift_cols" take only the maps that move whole rows / columns, which
+# the XLA path runs as row copies (`XLA_KERNELS`).
 KERNELS = {
     "identity": lambda images, params, clip: images,
     "auto_contrast": lambda images, params, clip: auto_contrast(images),
@@ -307,8 +403,16 @@ KERNELS = {
         images, tf.cast(params[:, :4], tf.int32), _integer(params, 4)
     ),
     "warp": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
+    "shift_rows": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
+    "shift_cols": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
 }
 KERNEL_NAMES = tuple(KERNELS)
+# The XLA path's kernels: the same pixels, faster programs where XLA allows.
+XLA_KERNELS = dict(
+    KERNELS,
+    shift_rows=lambda images, params, clip: shift_rows_xla(images, tf.cast(params, tf.int32)),
+    shift_cols=lambda images, params, clip: shift_cols_xla(images, tf.cast(params, tf.int32)),
+)
 
 
 # ---------------------------------------------------------------------------
@@ -415,10 +519,10 @@ OPS = (
     Op("invert", "invert", _no_params),
     Op("cutout", "cutout", _cutout_box),
     Op("rotate", "warp", _rotate),
-    Op("shear_x", "warp", _shear_x),
-    Op("shear_y", "warp", _shear_y),
-    Op("translate_x", "warp", _translate_x),
-    Op("translate_y", "warp", _translate_y),
+    Op("shear_x", "shift_rows", _shear_x),
+    Op("shear_y", "shift_cols", _shear_y),
+    Op("translate_x", "shift_rows", _translate_x),
+    Op("translate_y", "shift_rows", _translate_y),
 )
 OP_INDEX = {op.name: i for i, op in enumerate(OPS)}
 _KERNEL_OF_OP = [KERNEL_NAMES.index(op.kernel) for op in OPS]
@@ -535,9 +639,11 @@ def _apply_per_image(images, kernels, counts, params, clip, dtype):
     """All steps of all images in one XLA program: a loop over images and, per
     image, over its `counts[i]` applied steps with a conditional per step, so
     each image computes only its ops. Each image is converted to uint8 at the
-    start and to `dtype` at the end of its iteration. `clip` and `dtype` are
-    Python values (one program per value)."""
-    branches = [KERNELS[name] for name in KERNEL_NAMES]
+    start of its iteration; the loop writes a uint8 batch and one fused cast
+    at the end gives `dtype` (writing float32 images inside the loop cost a
+    zeroed float32 batch and a copy per image: 1.5x slower at 224 px).
+    `clip` and `dtype` are Python values (one program per value)."""
+    branches = [XLA_KERNELS[name] for name in KERNEL_NAMES]
 
     def per_image(i, out):
         def per_step(s, image):
@@ -550,11 +656,11 @@ def _apply_per_image(images, kernels, counts, params, clip, dtype):
 
         first = _image_utils.to_uint8(images[i], (0, 255))
         _, image = tf.while_loop(lambda s, _: s < counts[i], per_step, (tf.constant(0), first))
-        return i + 1, tf.tensor_scatter_nd_update(out, [[i]], tf.cast(image, dtype)[None])
+        return i + 1, tf.tensor_scatter_nd_update(out, [[i]], image[None])
 
     _, out = tf.while_loop(
         lambda i, _: i < tf.shape(images)[0],
         per_image,
-        (tf.constant(0), tf.zeros(tf.shape(images), dtype)),
+        (tf.constant(0), tf.zeros(tf.shape(images), tf.uint8)),
     )
-    return out
+    return tf.cast(out, dtype)

@@ -188,3 +188,35 @@ def test_every_registry_op_has_a_pillow_case():
     tested = {name for _, name, _ in CASES} | {"cutout"}
     assert tested == set(augment_ops.OP_INDEX)
     assert set(op.kernel for op in augment_ops.OPS) == set(augment_ops.KERNELS)
+
+
+def test_row_gather_is_available():
+    # The XLA path's row-copy warps need XLA's gather of row slices (private
+    # TensorFlow modules); without them they fall back to the per-pixel warp.
+    assert augment_ops._xla is not None and augment_ops._xla_data_pb2 is not None
+
+
+@pytest.mark.parametrize("size,channels", [((37, 53), 3), ((48, 31), 1)], ids=["rgb", "L"])
+def test_row_and_column_warps_equal_pillow_at_any_offset(size, channels):
+    # The XLA row-copy kernels on maps that combine a shear with translations in
+    # both directions, including offsets beyond one and two image sides.
+    images = _images(size, channels, seed=7)
+    height, width = size
+    kernels = {"shift_rows": augment_ops.shift_rows_xla, "shift_cols": augment_ops.shift_cols_xla}
+    cases = []
+    for s in (0.0, 0.3, -0.41, 1.7):
+        for tx, ty in ((0, 0), (5, -3), (-width, 2), (2 * width + 1, 0), (0, -3 * height),
+                       (-7, height - 1), (0.4, -0.6)):
+            cases.append(("shift_rows", (1, s, tx, 0, 1, ty)))
+            cases.append(("shift_cols", (1, 0, tx, s, 1, ty)))
+    run = tf.function(lambda x, c, kernel: kernels[kernel](x, c), jit_compile=True)
+    for kernel, matrix in cases:
+        coefficients = tf.cast(augment_ops.affine_coefficients(
+            *[tf.constant([float(v)], tf.float64) for v in matrix]), tf.int32)
+        got = np.stack([np.asarray(run(image[None], coefficients, kernel))[0] for image in images])
+        expected = []
+        for image in images:
+            img = Image.fromarray(image[..., 0] if channels == 1 else image)
+            arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
+            expected.append(arr[..., None] if arr.ndim == 2 else arr)
+        np.testing.assert_array_equal(got, np.stack(expected), err_msg=f"{kernel} {matrix}")
