@@ -1,15 +1,22 @@
 """Throughput of StrongAugment and AutoAugment vs keras RandAugment vs Pillow; prints Markdown.
 
-    python bench/bench_strong_augment.py [--sizes 32 224] [--seconds 8]
+    python bench/bench_strong_augment.py [--sizes 32 224] [--seconds 8] [--intra_op_threads 1]
 
 Batch 256 random images, tf.data with AUTOTUNE parallelism on all cores for the
 TF rows, on `uint8` input (`dtype="uint8"`: uint8 out) and on `float32` input
 (float32 out, the layer's default dtype). Pillow starts from decoded PIL images
 (what a data loader hands its transforms) and ends with uint8 arrays; it runs on
 ONE core (a plain Python loop) and, for StrongAugment, also as two worker
-processes (a data loader with 2 workers). "Per core" ratios divide the TF rate
-by the number of cores. The machine may be shared: compare ratios from the same
-run.
+processes (a data loader with 2 workers), and once more ending with float32
+arrays (what a float32 pipeline hands the model). "Per core" ratios divide the
+TF rate by the number of cores. The machine may be shared: compare ratios from
+the same run.
+
+`--intra_op_threads N` sets TensorFlow's intra-op thread pool to N threads
+(`tf.config.threading.set_intra_op_parallelism_threads`) for the whole process,
+as a process that only produces augmented batches may: XLA on CPU splits each
+program's large loops over that pool, which costs throughput when tf.data
+already runs one program per core.
 
 TensorFlow's BFC CPU allocator is switched on (`TF_CPU_ALLOCATOR_USE_BFC`,
 as the recipes do) unless the environment already sets it: run with
@@ -73,7 +80,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--intra_op_threads", type=int, default=0,
+                        help="TensorFlow's intra-op threads (0: TensorFlow's default).")
     args = parser.parse_args()
+    if args.intra_op_threads < 0:
+        parser.error(f"--intra_op_threads must be >= 0. Received: {args.intra_op_threads}")
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     auto = tf.data.AUTOTUNE
     cores = os.cpu_count()
     rows = []
@@ -99,6 +111,10 @@ def main():
                 images, batched(strong_u8), args.seconds),
             "StrongAugment, float32, batched (tf.data)": _tf_rate(
                 floats, batched(strong_f32), args.seconds),
+            "StrongAugment, uint8 between casts from and to float32 (tf.data)": _tf_rate(
+                floats, lambda d: d.map(
+                    lambda x: tf.cast(strong_u8(tf.cast(x, tf.uint8)), tf.float32),
+                    num_parallel_calls=auto).prefetch(2), args.seconds),
             "StrongAugment, uint8, image by image (tf.data)": _tf_rate(
                 images, lambda d: d.unbatch().map(per_image, num_parallel_calls=auto)
                 .batch(BATCH).prefetch(2), args.seconds),
@@ -109,6 +125,8 @@ def main():
             "Pillow, same 14 ops (1 core)": _rate(lambda: pil.batch(decoded), args.seconds, 1),
             f"Pillow, same 14 ops ({cores} worker processes)": _pillow_processes(
                 decoded, args.seconds, cores),
+            "Pillow, same 14 ops, float32 arrays (1 core)": _rate(
+                lambda: pil.batch(decoded, "float32"), args.seconds, 1),
             "AutoAugment(\"imagenet\"), uint8, batched (tf.data)": _tf_rate(
                 images, batched(auto_u8), args.seconds),
             "AutoAugment(\"imagenet\"), float32, batched (tf.data)": _tf_rate(
@@ -118,8 +136,9 @@ def main():
         }
         rows.append((size, r))
     allocator = os.environ["TF_CPU_ALLOCATOR_USE_BFC"]
+    threads = args.intra_op_threads or "TensorFlow's default"
     print(f"\nBatch {BATCH}, {cores} CPU cores, TF_CPU_ALLOCATOR_USE_BFC={allocator}, "
-          "images/s (higher is better)\n")
+          f"intra-op threads: {threads}, images/s (higher is better)\n")
     print("| op | " + " | ".join(f"{s}x{s}" for s, _ in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for name in rows[0][1]:
@@ -130,6 +149,12 @@ def main():
          pillow, cores),
         ("StrongAugment float32 / Pillow, per core", "StrongAugment, float32, batched (tf.data)",
          pillow, cores),
+        ("StrongAugment float32 / uint8 between two casts",
+         "StrongAugment, float32, batched (tf.data)",
+         "StrongAugment, uint8 between casts from and to float32 (tf.data)", 1),
+        ("StrongAugment float32 / Pillow to float32, per core",
+         "StrongAugment, float32, batched (tf.data)",
+         "Pillow, same 14 ops, float32 arrays (1 core)", cores),
         (f"StrongAugment uint8 / Pillow with {cores} workers",
          "StrongAugment, uint8, batched (tf.data)", workers, 1),
         ("AutoAugment uint8 / Pillow AutoAugment, per core",

@@ -73,9 +73,10 @@ class PillowStrongAugment:
                 img = apply_op(img, name, v, self.rng)
         return img
 
-    def batch(self, images):
-        """Augments decoded PIL images (the data loader's input) into uint8 arrays."""
-        return np.stack([np.asarray(self(img)) for img in images])
+    def batch(self, images, dtype="uint8"):
+        """Augments decoded PIL images (the data loader's input) into `dtype` arrays
+        (`np.asarray(img).astype(dtype)`: faster than `np.asarray(img, dtype)`)."""
+        return np.stack([np.asarray(self(img)).astype(dtype, copy=False) for img in images])
 
 
 def torchvision_op(img, name, magnitude):
