@@ -8,13 +8,19 @@ it; nothing of keras_contrast is needed to serve it), takes the held-out split o
 (the folder's last `--validation_per_class` images per class, the sample's validation split,
 or a TFDS dataset's `test` split), at most `--max_images` of them evenly spaced in the
 split's order, and measures the accuracy on the clean images and under every corruption and
-severity (`keras_contrast.evaluation.corruption_accuracy`, corruptions applied on the fly).
+severity: applied on the fly (`keras_contrast.evaluation.corruption_accuracy`), or, with
+`--dataset=cifar10` and TFDS' `cifar10_corrupted` prepared in `--data_dir`, read from the
+published CIFAR-10-C sets (`keras_contrast.evaluation.cifar10_corrupted_accuracy`; the same
+evenly spaced images of each set). `--corruption_source` chooses: `auto` (default: CIFAR-10-C
+when it is there), `on_the_fly` or `cifar10_corrupted`.
 Writes to `--output_dir` (default: `<export_dir>/robustness`):
 
-- `robustness.json`: `{"export_dir", "dataset", "images", "clean_accuracy",
-  "corruption_accuracy": {corruption: {severity: accuracy}}, "mean_corruption_accuracy"}`;
+- `robustness.json`: `{"export_dir", "dataset", "images", "corruption_source",
+  "clean_accuracy", "corruption_accuracy": {corruption: {severity: accuracy}},
+  "mean_corruption_accuracy"}`;
 - `robustness.png`: a heat map of accuracy per corruption and severity;
-- `cache.json`: each (corruption, severity) as soon as it is measured (a killed run resumes).
+- `cache.json`: each (corruption, severity) as soon as it is measured on the fly (a killed
+  run resumes).
 
 Prints the table (corruption x severity, in %) and ends with the JSON line.
 """
@@ -42,7 +48,15 @@ flags.DEFINE_string(
     "on the same images (default: not kept)."
 )
 
+flags.DEFINE_enum(
+    "corruption_source", "auto", ["auto", "on_the_fly", "cifar10_corrupted"],
+    "Where the corrupted images come from: on_the_fly (imagecorruptions), cifar10_corrupted "
+    "(TFDS' prepared CIFAR-10-C; needs --dataset=cifar10), or auto (cifar10_corrupted when "
+    "--dataset=cifar10 and it is prepared in --data_dir, else on the fly)."
+)
+
 FLAGS = flags.FLAGS
+CORRUPTION_SOURCES = ("auto", "on_the_fly", "cifar10_corrupted")
 
 
 def load_held_out(dataset, validation_per_class, data_dir, max_images, image_size):
@@ -68,10 +82,27 @@ def load_held_out(dataset, validation_per_class, data_dir, max_images, image_siz
         images.append(image)
         labels.append(label)
     images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int32)
-    if max_images and len(images) > max_images:
-        keep = np.linspace(0, len(images) - 1, max_images).round().astype(int)
-        images, labels = images[keep], labels[keep]
-    return images, labels
+    keep = kc.evaluation.evenly_spaced(len(images), max_images)
+    return images[keep], labels[keep]
+
+
+def resolve_corruption_source(source, dataset, corruptions, severities, data_dir):
+    """`"on_the_fly"` or `"cifar10_corrupted"` for `--corruption_source=source`."""
+    import keras_contrast as kc
+
+    if source not in CORRUPTION_SOURCES:
+        raise ValueError(f"--corruption_source must be one of {CORRUPTION_SOURCES}. "
+                         f"Received: --corruption_source={source}")
+    if source == "cifar10_corrupted" and dataset != "cifar10":
+        raise ValueError(
+            "--corruption_source=cifar10_corrupted reads CIFAR-10-C, the CIFAR-10 test images "
+            f"corrupted: it needs --dataset=cifar10. Received: --dataset={dataset}"
+        )
+    if source == "auto":
+        prepared = dataset == "cifar10" and kc.evaluation.cifar10_corrupted_prepared(
+            corruptions, severities, data_dir)
+        return "cifar10_corrupted" if prepared else "on_the_fly"
+    return source
 
 
 def export_image_size(served):
@@ -82,11 +113,13 @@ def export_image_size(served):
 
 def evaluate_export(export_dir, dataset, *, validation_per_class=500, data_dir=None,
                     max_images=1000, corruptions="common", severities=(1, 2, 3, 4, 5),
-                    batch_size=256, seed=0, output_dir=None, corrupted_dir=None, verbose=1):
+                    batch_size=256, seed=0, output_dir=None, corrupted_dir=None, verbose=1,
+                    corruption_source="auto"):
     """Clean and corruption accuracy of a SavedModel; writes JSON and the heat map.
 
     Returns the `robustness.json` dict. `corrupted_dir` keeps the corrupted sets for the
-    next model evaluated on the same images (the reproduction runner shares one).
+    next model evaluated on the same images (the reproduction runner shares one);
+    `corruption_source` is `--corruption_source`.
     """
     import tensorflow as tf
 
@@ -100,19 +133,28 @@ def evaluate_export(export_dir, dataset, *, validation_per_class=500, data_dir=N
     def predict(images):
         return signature(images=tf.constant(images, tf.float32))["probabilities"].numpy()
 
+    source = resolve_corruption_source(corruption_source, dataset, corruptions, severities,
+                                       data_dir)
     images, labels = load_held_out(dataset, validation_per_class, data_dir, max_images,
                                    export_image_size(served))
     clean = kc.evaluation.accuracy(predict, images, labels, batch_size)
-    by_corruption = kc.evaluation.corruption_accuracy(
-        predict, images, labels, corruptions=corruptions, severities=severities,
-        batch_size=batch_size, seed=seed, cache_path=os.path.join(output_dir, "cache.json"),
-        corrupted_dir=corrupted_dir, verbose=verbose,
-    )
+    if source == "cifar10_corrupted":
+        by_corruption = kc.evaluation.cifar10_corrupted_accuracy(
+            predict, corruptions=corruptions, severities=severities, data_dir=data_dir,
+            max_images=max_images or None, batch_size=batch_size, verbose=verbose,
+        )
+    else:
+        by_corruption = kc.evaluation.corruption_accuracy(
+            predict, images, labels, corruptions=corruptions, severities=severities,
+            batch_size=batch_size, seed=seed, cache_path=os.path.join(output_dir, "cache.json"),
+            corrupted_dir=corrupted_dir, verbose=verbose,
+        )
     mean = by_corruption.pop("mean")
     result = {
         "export_dir": export_dir,
         "dataset": dataset,
         "images": int(len(images)),
+        "corruption_source": source,
         "clean_accuracy": clean,
         "corruption_accuracy": {c: {str(s): a for s, a in by_severity.items()}
                                 for c, by_severity in by_corruption.items()},
@@ -200,7 +242,7 @@ def main(argv):
         corruptions=parse_corruptions(FLAGS.corruptions),
         severities=parse_severities(FLAGS.severities), batch_size=FLAGS.batch_size,
         seed=FLAGS.seed, output_dir=FLAGS.output_dir, corrupted_dir=FLAGS.corrupted_dir,
-        verbose=1 if sys.stdout.isatty() else 0,
+        verbose=1 if sys.stdout.isatty() else 0, corruption_source=FLAGS.corruption_source,
     )
     print(table(result), flush=True)
     print(json.dumps({k: v for k, v in result.items() if k != "corruption_accuracy"},

@@ -172,3 +172,76 @@ def test_corrupted_sets_are_kept_for_the_next_model(sample, tmp_path, monkeypatc
     # A second model reads the sets instead of corrupting again.
     monkeypatch.setattr(evaluation, "corrupt_images", lambda *a, **k: pytest.fail("again"))
     assert evaluation.corruption_accuracy(predict, images, labels, **args) == first
+
+
+# CIFAR-10-C read through TFDS (`cifar10_corrupted`), offline: `tfds.testing.mock_data` and
+# the metadata TFDS leaves after preparing a dataset.
+
+
+def _pixel_class(images):
+    """A classifier whose class is the first pixel's red value mod 10 (one-hot scores)."""
+    return np.eye(10, dtype="float32")[np.asarray(images)[:, 0, 0, 0].astype(int) % 10]
+
+
+def test_cifar10_corrupted_configs_are_tfds_configs():
+    import tensorflow_datasets as tfds
+
+    configs = {c.name for c in tfds.builder_cls("cifar10_corrupted").BUILDER_CONFIGS}
+    for corruption in evaluation.ALL_CORRUPTIONS:
+        for severity in evaluation.SEVERITIES:
+            name = evaluation.cifar10_corrupted_config(corruption, severity)
+            assert name.startswith("cifar10_corrupted/") and name.split("/")[1] in configs
+    assert evaluation.cifar10_corrupted_config("glass_blur", 3) == (
+        "cifar10_corrupted/frosted_glass_blur_3")
+    assert evaluation.cifar10_corrupted_config("elastic_transform", 1) == (
+        "cifar10_corrupted/elastic_1")
+    with pytest.raises(ValueError, match="swirl"):
+        evaluation.cifar10_corrupted_config("swirl", 1)
+    with pytest.raises(ValueError, match="severities"):
+        evaluation.cifar10_corrupted_config("fog", 6)
+
+
+def test_cifar10_corrupted_accuracy_reads_each_set(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tests.data.test_tfds import _write_prepared_metadata
+
+    for name in ("frosted_glass_blur", "fog"):
+        for severity in (1, 5):
+            _write_prepared_metadata(tmp_path, f"cifar10_corrupted/{name}_{severity}",
+                                     {"test": 10000})
+    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path)):
+        result = evaluation.cifar10_corrupted_accuracy(
+            _pixel_class, corruptions=["glass_blur", "fog"], severities=(1, 5), max_images=5,
+            data_dir=str(tmp_path), batch_size=2, verbose=0)
+        expected = {}
+        for corruption, tfds_name in (("glass_blur", "frosted_glass_blur"), ("fog", "fog")):
+            for severity in (1, 5):
+                data = tfds.load(f"cifar10_corrupted/{tfds_name}_{severity}", split="test",
+                                 as_supervised=True, data_dir=str(tmp_path))
+                pairs = [(x.numpy(), int(y)) for x, y in data]
+                keep = [0, 3, 6, 8, 11]  # 5 of 12, evenly spaced (rounded linspace)
+                hits = [int(pairs[k][0][0, 0, 0]) % 10 == pairs[k][1] for k in keep]
+                expected.setdefault(corruption, {})[severity] = sum(hits) / 5
+    assert {c: result[c] for c in ("glass_blur", "fog")} == expected
+    assert result["mean"] == pytest.approx(np.mean([a for v in expected.values()
+                                                    for a in v.values()]))
+
+
+def test_cifar10_corrupted_not_prepared_is_a_clear_error(tmp_path):
+    from tests.data.test_tfds import _write_prepared_metadata
+
+    assert not evaluation.cifar10_corrupted_prepared(["fog"], (1,), data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"cifar10_corrupted/fog_1 is not prepared.*tfds build"):
+        evaluation.cifar10_corrupted_accuracy(_pixel_class, ["fog"], (1,),
+                                              data_dir=str(tmp_path), verbose=0)
+    _write_prepared_metadata(tmp_path, "cifar10_corrupted/fog_1", {"test": 10000})
+    assert evaluation.cifar10_corrupted_prepared(["fog"], (1,), data_dir=str(tmp_path))
+    assert not evaluation.cifar10_corrupted_prepared(["fog"], (1, 2), data_dir=str(tmp_path))
+    # Checked before any set is read: the missing ones are named, and counted.
+    with pytest.raises(ValueError, match=r"fog_2, cifar10_corrupted/fog_3, cifar10_corrupted/"
+                                         r"fog_4 and 1 more is not prepared .*\(4 of the 5"):
+        evaluation.cifar10_corrupted_accuracy(_pixel_class, ["fog"], data_dir=str(tmp_path),
+                                              verbose=0)
+    with pytest.raises(ValueError, match="max_images=-1"):
+        evaluation.cifar10_corrupted_accuracy(_pixel_class, ["fog"], (1,), max_images=-1)

@@ -11,7 +11,8 @@ from keras_contrast import data
 
 
 def _write_prepared_metadata(data_dir, name, split_sizes):
-    """Writes the metadata TFDS leaves after preparing `name` (no records)."""
+    """Writes the metadata TFDS leaves after preparing `name` (a dataset or a
+    `dataset/config`; no records)."""
     builder = tfds.builder(name, data_dir=data_dir)
     splits = [
         tfds.core.SplitInfo(
@@ -21,7 +22,7 @@ def _write_prepared_metadata(data_dir, name, split_sizes):
             filename_template=tfds.core.ShardedFileTemplate(
                 data_dir=builder.data_path,
                 template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}",
-                dataset_name=name,
+                dataset_name=builder.name,  # without the config ("cifar10_corrupted")
                 split=split,
                 filetype_suffix="tfrecord",
             ),

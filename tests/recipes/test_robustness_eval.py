@@ -73,3 +73,39 @@ def test_recipe_prints_the_table_and_the_json_line(exported, tmp_path):
     bad = subprocess.run(command[:2] + ["--export_dir=/nonexistent"], capture_output=True,
                          text=True, timeout=300, env=recipe_env())
     assert bad.returncode != 0 and "--export_dir must be a SavedModel folder" in bad.stderr
+
+
+def test_prepared_cifar10_corrupted_is_read_instead_of_corrupting(exported, tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tests.data.test_tfds import _write_prepared_metadata
+
+    model, export_dir = exported
+    data_dir = str(tmp_path / "tfds")
+    _write_prepared_metadata(data_dir, "cifar10", {"train": 50000, "test": 10000})
+    for name in ("fog_1", "frosted_glass_blur_1"):
+        _write_prepared_metadata(data_dir, f"cifar10_corrupted/{name}", {"test": 10000})
+    kwargs = dict(data_dir=data_dir, max_images=6, severities=(1,), verbose=0)
+    with tfds.testing.mock_data(num_examples=9, data_dir=data_dir):
+        result = robustness_eval.evaluate_export(
+            export_dir, "cifar10", corruptions=["fog", "glass_blur"],
+            output_dir=str(tmp_path / "out"), **kwargs)
+        expected = kc.evaluation.cifar10_corrupted_accuracy(
+            model, corruptions=["fog", "glass_blur"], **kwargs)
+        # A corruption that is not prepared: auto corrupts on the fly, the explicit source
+        # names what is missing.
+        on_the_fly = robustness_eval.evaluate_export(
+            export_dir, "cifar10", corruptions=["snow"], output_dir=str(tmp_path / "snow"),
+            **kwargs)
+        with pytest.raises(ValueError, match="cifar10_corrupted/snow_1 is not prepared"):
+            robustness_eval.evaluate_export(
+                export_dir, "cifar10", corruptions=["snow"], output_dir=str(tmp_path / "x"),
+                corruption_source="cifar10_corrupted", **kwargs)
+    assert result["corruption_source"] == "cifar10_corrupted" and result["images"] == 6
+    assert result["corruption_accuracy"] == {
+        c: {"1": expected[c][1]} for c in ("fog", "glass_blur")}
+    assert on_the_fly["corruption_source"] == "on_the_fly"
+    with pytest.raises(ValueError, match="needs --dataset=cifar10. Received: "
+                                         "--dataset=cifar10_sample"):
+        robustness_eval.evaluate_export(export_dir, "cifar10_sample",
+                                        corruption_source="cifar10_corrupted", verbose=0)
