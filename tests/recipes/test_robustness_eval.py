@@ -64,11 +64,12 @@ def test_recipe_prints_the_table_and_the_json_line(exported, tmp_path):
     _, export_dir = exported
     command = [sys.executable, os.path.join(RECIPES, "robustness_eval.py"),
                f"--export_dir={export_dir}", "--max_images=20", "--corruptions=gaussian_noise",
-               "--severities=2,5", f"--output_dir={tmp_path}"]
+               "--severities=2,5", f"--output_dir={tmp_path}", "--corruption_source=on_the_fly"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=recipe_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc.stdout)
     assert result["images"] == 20 and 0 <= result["mean_corruption_accuracy"] <= 1
+    assert result["corruption_source"] == "on_the_fly"
     assert "| gaussian_noise |" in proc.stdout
     bad = subprocess.run(command[:2] + ["--export_dir=/nonexistent"], capture_output=True,
                          text=True, timeout=300, env=recipe_env())
