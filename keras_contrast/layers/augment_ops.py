@@ -188,24 +188,24 @@ def sharpness(images, factors, clip=True):
 
 
 def equalize(images):
-    """`PIL.ImageOps.equalize`, per image and channel, via one `bincount`."""
-    x = tf.cast(images, tf.int32)
-    shape = tf.shape(x)
-    # A static batch size keeps the bincount length a constant (XLA needs it).
-    n = images.shape[0] if images.shape[0] is not None else shape[0]
+    """`PIL.ImageOps.equalize`, per image and channel.
+
+    One scatter-add histogram of all images and channels (`unsorted_segment_sum`
+    on the channels-last values, each offset to its own 256 bins), then the
+    look-up tables applied to planes (`[n * C, H * W]`, one row per image and
+    channel, a gather with `batch_dims=1`): under XLA on CPU the row-wise
+    gather ran at about twice the speed of one gather from the concatenated
+    tables with channels-last indices (224 px: 833 -> about 500 us per image).
+    """
+    shape = tf.shape(images)
     channels = images.shape[-1]
+    rows = shape[0] * channels
     pixels = shape[1] * shape[2]
-    offsets = tf.reshape(tf.range(n * channels) * 256, [n, 1, 1, channels])
-    flat = tf.reshape(x + offsets, [-1])
-    # The raw op takes the length as is: `tf.math.bincount` derives it from
-    # the data's maximum, which XLA cannot treat as a constant.
-    hist = tf.raw_ops.DenseBincount(
-        input=flat,
-        size=n * channels * 256,
-        weights=tf.zeros([0], tf.int32),
-        binary_output=False,
-    )
-    hist = tf.reshape(hist, [n * channels, 256])
+    x = tf.cast(images, tf.int32)
+    offsets = tf.reshape(tf.range(rows) * 256, [shape[0], 1, 1, channels])
+    bins = tf.reshape(x + offsets, [-1])
+    hist = tf.math.unsorted_segment_sum(tf.ones_like(bins), bins, rows * 256)
+    hist = tf.reshape(hist, [rows, 256])
     levels = tf.range(256)
     last = tf.reduce_max(tf.where(hist > 0, levels, -1), axis=1)
     last_count = tf.gather(hist, tf.maximum(last, 0), batch_dims=1)
@@ -213,9 +213,12 @@ def equalize(images):
     cum = tf.cumsum(hist, axis=1, exclusive=True)
     safe_step = tf.maximum(step, 1)[:, None]
     lut = tf.minimum((safe_step // 2 + cum) // safe_step, 255)
-    lut = tf.where(step[:, None] > 0, lut, levels[None, :])
-    out = tf.gather(tf.reshape(lut, [-1]), flat)
-    return tf.cast(tf.reshape(out, shape), tf.uint8)
+    lut = tf.cast(tf.where(step[:, None] > 0, lut, levels[None, :]), tf.uint8)
+    planes = tf.reshape(tf.transpose(tf.reshape(x, [shape[0], pixels, channels]), [0, 2, 1]),
+                        [rows, pixels])
+    out = tf.gather(lut, planes, batch_dims=1)  # [rows, pixels]
+    out = tf.transpose(tf.reshape(out, [shape[0], channels, pixels]), [0, 2, 1])
+    return tf.reshape(out, shape)
 
 
 def posterize(images, bits):
