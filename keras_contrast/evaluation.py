@@ -348,6 +348,7 @@ def cifar10_corrupted_prepared(corruptions=None, severities=SEVERITIES, data_dir
 def evenly_spaced(count, max_images):
     """Indices of at most `max_images` of `count` examples, evenly spaced, in order (all of
     them when `max_images` is `None` or 0)."""
+    check_int("max_images", max_images, minimum=0, allow_none=True)
     if not max_images or count <= max_images:
         return np.arange(count)
     return np.linspace(0, count - 1, max_images).round().astype(int)
@@ -358,9 +359,10 @@ def _check_cifar10_corrupted_prepared(configs, data_dir):
 
     missing = [c for c in configs if not tfds.builder(c, data_dir=data_dir).is_prepared()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ValueError(
-            f"TFDS' {shown} is not prepared in data_dir={data_dir!r} ({len(missing)} of the "
+            f"TFDS' {', '.join(missing[:3])}{more}: not prepared in data_dir={data_dir!r} "
+            f"({len(missing)} of the "
             f"{len(configs)} sets asked). Prepare each with `tfds build "
             f"{missing[0]} --data_dir=DIR` (it downloads CIFAR-10-C), or measure corruptions "
             "on the fly with `corruption_accuracy`."

@@ -48,15 +48,16 @@ flags.DEFINE_string(
     "on the same images (default: not kept)."
 )
 
+CORRUPTION_SOURCES = ("auto", "on_the_fly", "cifar10_corrupted")
 flags.DEFINE_enum(
-    "corruption_source", "auto", ["auto", "on_the_fly", "cifar10_corrupted"],
+    "corruption_source", "auto", CORRUPTION_SOURCES,
     "Where the corrupted images come from: on_the_fly (imagecorruptions), cifar10_corrupted "
     "(TFDS' prepared CIFAR-10-C; needs --dataset=cifar10), or auto (cifar10_corrupted when "
-    "--dataset=cifar10 and it is prepared in --data_dir, else on the fly)."
+    "--dataset=cifar10, a 32 x 32 export and the sets prepared in --data_dir, else on the "
+    "fly)."
 )
 
 FLAGS = flags.FLAGS
-CORRUPTION_SOURCES = ("auto", "on_the_fly", "cifar10_corrupted")
 
 
 def load_held_out(dataset, validation_per_class, data_dir, max_images, image_size):
@@ -86,21 +87,32 @@ def load_held_out(dataset, validation_per_class, data_dir, max_images, image_siz
     return images[keep], labels[keep]
 
 
-def resolve_corruption_source(source, dataset, corruptions, severities, data_dir):
-    """`"on_the_fly"` or `"cifar10_corrupted"` for `--corruption_source=source`."""
+def resolve_corruption_source(source, dataset, image_size, corruptions, severities, data_dir):
+    """`"on_the_fly"` or `"cifar10_corrupted"` for `--corruption_source=source` and an export
+    taking `image_size` images."""
     import keras_contrast as kc
 
     if source not in CORRUPTION_SOURCES:
         raise ValueError(f"--corruption_source must be one of {CORRUPTION_SOURCES}. "
                          f"Received: --corruption_source={source}")
-    if source == "cifar10_corrupted" and dataset != "cifar10":
-        raise ValueError(
-            "--corruption_source=cifar10_corrupted reads CIFAR-10-C, the CIFAR-10 test images "
-            f"corrupted: it needs --dataset=cifar10. Received: --dataset={dataset}"
-        )
+    if source == "cifar10_corrupted":
+        if dataset != "cifar10":
+            raise ValueError(
+                "--corruption_source=cifar10_corrupted reads CIFAR-10-C, the CIFAR-10 test "
+                f"images corrupted: it needs --dataset=cifar10. Received: --dataset={dataset}"
+            )
+        if tuple(image_size) != (32, 32):
+            raise ValueError(
+                "--corruption_source=cifar10_corrupted feeds CIFAR-10-C's 32 x 32 images: it "
+                f"needs an export taking 32 x 32 images. Received an export taking "
+                f"{image_size[0]} x {image_size[1]}"
+            )
     if source == "auto":
-        prepared = dataset == "cifar10" and kc.evaluation.cifar10_corrupted_prepared(
-            corruptions, severities, data_dir)
+        prepared = (
+            dataset == "cifar10"
+            and tuple(image_size) == (32, 32)
+            and kc.evaluation.cifar10_corrupted_prepared(corruptions, severities, data_dir)
+        )
         return "cifar10_corrupted" if prepared else "on_the_fly"
     return source
 
@@ -119,7 +131,8 @@ def evaluate_export(export_dir, dataset, *, validation_per_class=500, data_dir=N
 
     Returns the `robustness.json` dict. `corrupted_dir` keeps the corrupted sets for the
     next model evaluated on the same images (the reproduction runner shares one);
-    `corruption_source` is `--corruption_source`.
+    `corruption_source` is `--corruption_source`. When CIFAR-10-C is read, `seed` and
+    `corrupted_dir` play no part (the corrupted sets are CIFAR-10-C's own).
     """
     import tensorflow as tf
 
@@ -133,10 +146,11 @@ def evaluate_export(export_dir, dataset, *, validation_per_class=500, data_dir=N
     def predict(images):
         return signature(images=tf.constant(images, tf.float32))["probabilities"].numpy()
 
-    source = resolve_corruption_source(corruption_source, dataset, corruptions, severities,
-                                       data_dir)
+    image_size = export_image_size(served)
+    source = resolve_corruption_source(corruption_source, dataset, image_size, corruptions,
+                                       severities, data_dir)
     images, labels = load_held_out(dataset, validation_per_class, data_dir, max_images,
-                                   export_image_size(served))
+                                   image_size)
     clean = kc.evaluation.accuracy(predict, images, labels, batch_size)
     if source == "cifar10_corrupted":
         by_corruption = kc.evaluation.cifar10_corrupted_accuracy(

@@ -201,6 +201,22 @@ def test_cifar10_corrupted_configs_are_tfds_configs():
         evaluation.cifar10_corrupted_config("fog", 6)
 
 
+def fake_level(config, index):
+    """The value of every pixel of example `index` of the mocked TFDS set `config`."""
+    return (25 * sum(map(ord, config)) + 3 * index) % 256
+
+
+def fake_tfds_records(builder, split, **kwargs):
+    """Mocked TFDS records (`mock_data(as_dataset_fn=...)`): 12 examples per set, every pixel
+    of example k equal to `fake_level(<config or dataset name>, k)`, label `k % 10`; so each
+    corruption and severity of `cifar10_corrupted` has its own images."""
+    del split, kwargs
+    config = builder.builder_config.name if builder.builder_config else builder.name
+    images = np.stack([np.full((32, 32, 3), fake_level(config, k), np.uint8) for k in range(12)])
+    return tf.data.Dataset.from_tensor_slices(
+        {"image": images, "label": np.arange(12, dtype=np.int64) % 10})
+
+
 def test_cifar10_corrupted_accuracy_reads_each_set(tmp_path):
     import tensorflow_datasets as tfds
 
@@ -210,20 +226,20 @@ def test_cifar10_corrupted_accuracy_reads_each_set(tmp_path):
         for severity in (1, 5):
             _write_prepared_metadata(tmp_path, f"cifar10_corrupted/{name}_{severity}",
                                      {"test": 10000})
-    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path)):
+    with tfds.testing.mock_data(as_dataset_fn=fake_tfds_records, data_dir=str(tmp_path)):
         result = evaluation.cifar10_corrupted_accuracy(
             _pixel_class, corruptions=["glass_blur", "fog"], severities=(1, 5), max_images=5,
             data_dir=str(tmp_path), batch_size=2, verbose=0)
-        expected = {}
-        for corruption, tfds_name in (("glass_blur", "frosted_glass_blur"), ("fog", "fog")):
-            for severity in (1, 5):
-                data = tfds.load(f"cifar10_corrupted/{tfds_name}_{severity}", split="test",
-                                 as_supervised=True, data_dir=str(tmp_path))
-                pairs = [(x.numpy(), int(y)) for x, y in data]
-                keep = [0, 3, 6, 8, 11]  # 5 of 12, evenly spaced (rounded linspace)
-                hits = [int(pairs[k][0][0, 0, 0]) % 10 == pairs[k][1] for k in keep]
-                expected.setdefault(corruption, {})[severity] = sum(hits) / 5
+    keep = [0, 3, 6, 8, 11]  # 5 of 12, evenly spaced (rounded linspace)
+    expected = {}
+    for corruption, tfds_name in (("glass_blur", "frosted_glass_blur"), ("fog", "fog")):
+        for severity in (1, 5):
+            config = f"{tfds_name}_{severity}"
+            hits = [fake_level(config, k) % 10 == k % 10 for k in keep]
+            expected.setdefault(corruption, {})[severity] = sum(hits) / 5
     assert {c: result[c] for c in ("glass_blur", "fog")} == expected
+    # The four sets score differently, so reading the wrong one would show.
+    assert len({a for v in expected.values() for a in v.values()}) == 4
     assert result["mean"] == pytest.approx(np.mean([a for v in expected.values()
                                                     for a in v.values()]))
 
@@ -232,7 +248,7 @@ def test_cifar10_corrupted_not_prepared_is_a_clear_error(tmp_path):
     from tests.data.test_tfds import _write_prepared_metadata
 
     assert not evaluation.cifar10_corrupted_prepared(["fog"], (1,), data_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"cifar10_corrupted/fog_1 is not prepared.*tfds build"):
+    with pytest.raises(ValueError, match=r"cifar10_corrupted/fog_1: not prepared.*tfds build"):
         evaluation.cifar10_corrupted_accuracy(_pixel_class, ["fog"], (1,),
                                               data_dir=str(tmp_path), verbose=0)
     _write_prepared_metadata(tmp_path, "cifar10_corrupted/fog_1", {"test": 10000})
@@ -240,7 +256,7 @@ def test_cifar10_corrupted_not_prepared_is_a_clear_error(tmp_path):
     assert not evaluation.cifar10_corrupted_prepared(["fog"], (1, 2), data_dir=str(tmp_path))
     # Checked before any set is read: the missing ones are named, and counted.
     with pytest.raises(ValueError, match=r"fog_2, cifar10_corrupted/fog_3, cifar10_corrupted/"
-                                         r"fog_4 and 1 more is not prepared .*\(4 of the 5"):
+                                         r"fog_4 and 1 more: not prepared .*\(4 of the 5"):
         evaluation.cifar10_corrupted_accuracy(_pixel_class, ["fog"], data_dir=str(tmp_path),
                                               verbose=0)
     with pytest.raises(ValueError, match="max_images=-1"):

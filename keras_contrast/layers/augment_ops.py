@@ -9,7 +9,10 @@ draws or looks up) into the kernel's parameters (float64 `[n, NUM_PARAMS]`).
 Several ops may share a kernel: the five geometric ops take Pillow's 16.16
 fixed-point affine coefficients as parameters and run on one of three warp
 kernels (the general one for rotations; on the XLA path, translations and
-shears move whole rows or columns and run as row copies).
+shears move whole rows or columns and run as row copies, when the image width
+(height for vertical shears) is known when the program is traced; otherwise,
+e.g. images of varying size mapped one by one in `tf.data`, they take the
+per-pixel warp, with the same pixels).
 
 `apply_ops` runs a whole program of ops (`[B, steps]` op ids, values and
 apply flags) on a batch, either as one XLA program that loops over the images
@@ -193,9 +196,9 @@ def equalize(images):
     One scatter-add histogram of all images and channels (`unsorted_segment_sum`
     on the channels-last values, each offset to its own 256 bins), then the
     look-up tables applied to planes (`[n * C, H * W]`, one row per image and
-    channel, a gather with `batch_dims=1`): under XLA on CPU this op runs
-    about 1.5x faster at 224 px than with `DenseBincount` and one gather from
-    the concatenated tables with channels-last indices (BENCHMARKS.md).
+    channel, a gather with `batch_dims=1`): under XLA on CPU this ran about
+    1.5x faster at 224 px than `DenseBincount` and one gather from the
+    concatenated tables with channels-last indices (one run, BENCHMARKS.md).
     """
     shape = tf.shape(images)
     channels = images.shape[-1]
@@ -322,7 +325,7 @@ def _shift_rows_of_pixels(pixels, row_offset, col_base, col_step):
 
     Each output row is one contiguous slice of a copy with W zero pixels on
     both sides, read by one XLA gather of whole rows: a row copy instead of
-    a gather per pixel (about 5x faster than `warp_fixed` at 224 px).
+    a gather per pixel (3-7x faster than `warp_fixed` at 224 px, BENCHMARKS.md).
     """
     shape = tf.shape(pixels)
     n, height = shape[0], shape[1]
@@ -341,8 +344,7 @@ def _shift_rows_of_pixels(pixels, row_offset, col_base, col_step):
         ],
         axis=2,
     )
-    out = _xla.gather(padded, starts, _row_gather_dimensions(), [1, 1, width],
-                      indices_are_sorted=True)
+    out = _xla.gather(padded, starts, _row_gather_dimensions(), [1, 1, width])
     return tf.where(inside[..., None], out, tf.zeros_like(out))
 
 
@@ -587,9 +589,18 @@ def apply_ops(images, ops, apply, values, clip=True, jit_compile=True, dtype=Non
 
     Returns:
         The images, the shape of `images`, in `dtype`. The XLA path converts
-        each image inside its loop (no separate pass over the batch).
+        each image to uint8 inside its loop and the uint8 batch to `dtype` in
+        one pass at the end.
+
+    Raises:
+        ValueError: `images` do not have 1 or 3 channels.
     """
     images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            "`images` must be [B, H, W, C] with C in {1, 3}. Received: "
+            f"images.shape={images.shape}"
+        )
     dtype = tf.as_dtype(dtype or images.dtype)
     ops = tf.convert_to_tensor(ops, tf.int32)
     apply = tf.convert_to_tensor(apply, tf.bool)

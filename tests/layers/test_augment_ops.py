@@ -1,6 +1,7 @@
 """The shared op registry: every op against Pillow itself, exact pixels, both paths."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -211,12 +212,22 @@ def test_row_and_column_warps_equal_pillow_at_any_offset(size, channels):
             cases.append(("shift_cols", (1, 0, tx, s, 1, ty)))
     run = tf.function(lambda x, c, kernel: kernels[kernel](x, c), jit_compile=True)
     for kernel, matrix in cases:
+        # The whole batch at once, each image with the same map.
         coefficients = tf.cast(augment_ops.affine_coefficients(
-            *[tf.constant([float(v)], tf.float64) for v in matrix]), tf.int32)
-        got = np.stack([np.asarray(run(image[None], coefficients, kernel))[0] for image in images])
+            *[tf.constant([float(v)] * len(images), tf.float64) for v in matrix]), tf.int32)
+        got = np.asarray(run(images, coefficients, kernel))
         expected = []
         for image in images:
             img = Image.fromarray(image[..., 0] if channels == 1 else image)
             arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
             expected.append(arr[..., None] if arr.ndim == 2 else arr)
         np.testing.assert_array_equal(got, np.stack(expected), err_msg=f"{kernel} {matrix}")
+
+
+def test_images_of_other_channel_counts_are_refused():
+    for channels in (2, 4):
+        images = np.zeros((2, 5, 5, channels), "uint8")
+        message = re.escape(f"C in {{1, 3}}. Received: images.shape=(2, 5, 5, {channels})")
+        with pytest.raises(ValueError, match=message):
+            augment_ops.apply_ops(images, np.zeros((2, 1), "int32"), np.ones((2, 1), bool),
+                                  np.zeros((2, 1, augment_ops.NUM_VALUES)))

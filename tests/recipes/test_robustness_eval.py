@@ -80,6 +80,7 @@ def test_prepared_cifar10_corrupted_is_read_instead_of_corrupting(exported, tmp_
     import tensorflow_datasets as tfds
 
     from tests.data.test_tfds import _write_prepared_metadata
+    from tests.test_evaluation import fake_level, fake_tfds_records
 
     model, export_dir = exported
     data_dir = str(tmp_path / "tfds")
@@ -87,26 +88,47 @@ def test_prepared_cifar10_corrupted_is_read_instead_of_corrupting(exported, tmp_
     for name in ("fog_1", "frosted_glass_blur_1"):
         _write_prepared_metadata(data_dir, f"cifar10_corrupted/{name}", {"test": 10000})
     kwargs = dict(data_dir=data_dir, max_images=6, severities=(1,), verbose=0)
-    with tfds.testing.mock_data(num_examples=9, data_dir=data_dir):
+    with tfds.testing.mock_data(as_dataset_fn=fake_tfds_records, data_dir=data_dir):
         result = robustness_eval.evaluate_export(
             export_dir, "cifar10", corruptions=["fog", "glass_blur"],
             output_dir=str(tmp_path / "out"), **kwargs)
-        expected = kc.evaluation.cifar10_corrupted_accuracy(
-            model, corruptions=["fog", "glass_blur"], **kwargs)
         # A corruption that is not prepared: auto corrupts on the fly, the explicit source
         # names what is missing.
         on_the_fly = robustness_eval.evaluate_export(
             export_dir, "cifar10", corruptions=["snow"], output_dir=str(tmp_path / "snow"),
             **kwargs)
-        with pytest.raises(ValueError, match="cifar10_corrupted/snow_1 is not prepared"):
+        with pytest.raises(ValueError, match="cifar10_corrupted/snow_1: not prepared"):
             robustness_eval.evaluate_export(
                 export_dir, "cifar10", corruptions=["snow"], output_dir=str(tmp_path / "x"),
                 corruption_source="cifar10_corrupted", **kwargs)
+    # The Keras model on the mocked records, built here: 6 of 12 evenly spaced.
+    keep = np.linspace(0, 11, 6).round().astype(int)
+
+    def records(config):
+        images = np.stack([np.full((32, 32, 3), fake_level(config, k), np.uint8) for k in keep])
+        return images, keep % 10
+
     assert result["corruption_source"] == "cifar10_corrupted" and result["images"] == 6
+    assert result["clean_accuracy"] == kc.evaluation.accuracy(model, *records("cifar10"))
     assert result["corruption_accuracy"] == {
-        c: {"1": expected[c][1]} for c in ("fog", "glass_blur")}
+        "fog": {"1": kc.evaluation.accuracy(model, *records("fog_1"))},
+        "glass_blur": {"1": kc.evaluation.accuracy(model, *records("frosted_glass_blur_1"))}}
     assert on_the_fly["corruption_source"] == "on_the_fly"
+
+
+def test_corruption_source_errors_and_other_image_sizes():
+    args = ("cifar10", (32, 32), ["fog"], (1,), "/nonexistent")
     with pytest.raises(ValueError, match="needs --dataset=cifar10. Received: "
                                          "--dataset=cifar10_sample"):
-        robustness_eval.evaluate_export(export_dir, "cifar10_sample",
-                                        corruption_source="cifar10_corrupted", verbose=0)
+        robustness_eval.resolve_corruption_source("cifar10_corrupted", "cifar10_sample",
+                                                  *args[1:])
+    with pytest.raises(ValueError, match="Received an export taking 64 x 64"):
+        robustness_eval.resolve_corruption_source("cifar10_corrupted", "cifar10", (64, 64),
+                                                  *args[2:])
+    with pytest.raises(ValueError, match="--corruption_source=tfds"):
+        robustness_eval.resolve_corruption_source("tfds", *args)
+    # auto: nothing prepared there, or an export of another size -> on the fly.
+    assert robustness_eval.resolve_corruption_source("auto", *args) == "on_the_fly"
+    assert robustness_eval.resolve_corruption_source(
+        "auto", "cifar10", (64, 64), *args[2:]) == "on_the_fly"
+    assert robustness_eval.resolve_corruption_source("on_the_fly", *args) == "on_the_fly"
