@@ -301,21 +301,31 @@ def corruption_accuracy(
     _imagecorruptions()  # a clear ImportError before any work
     fingerprint = _fingerprint(images, labels, seed)
     cached = _read_cache(cache_path, fingerprint)
+
+    def measure(corruption, severity):
+        key = f"{corruption}/{severity}"
+        if key not in cached:
+            corrupted = _corrupted_set(images, corruption, severity, seed, corrupted_dir,
+                                       fingerprint)
+            cached[key] = _accuracy(predict, corrupted, labels, batch_size)
+            if cache_path is not None:
+                _write_cache(cache_path, fingerprint, cached)
+        return cached[key]
+
+    return _accuracy_grid(measure, corruptions, severities, verbose)
+
+
+def _accuracy_grid(measure, corruptions, severities, verbose):
+    """`{corruption: {severity: measure(corruption, severity)}, ..., "mean"}`, with a
+    progress bar over the pairs."""
     progress = keras.utils.Progbar(len(corruptions) * len(severities), verbose=verbose,
                                    unit_name="corruption")
     result = {}
     for corruption in corruptions:
         result[corruption] = {}
         for severity in severities:
-            key = f"{corruption}/{severity}"
-            if key not in cached:
-                corrupted = _corrupted_set(images, corruption, severity, seed, corrupted_dir,
-                                           fingerprint)
-                cached[key] = _accuracy(predict, corrupted, labels, batch_size)
-                if cache_path is not None:
-                    _write_cache(cache_path, fingerprint, cached)
-            result[corruption][severity] = cached[key]
-            progress.add(1, values=[("accuracy", cached[key])])
+            result[corruption][severity] = measure(corruption, severity)
+            progress.add(1, values=[("accuracy", result[corruption][severity])])
     values = [a for by_severity in result.values() for a in by_severity.values()]
     result["mean"] = float(np.mean(values))
     return result
@@ -424,17 +434,10 @@ def cifar10_corrupted_accuracy(
     predict = _predict_fn(model, batch_size)
     _check_cifar10_corrupted_prepared(
         [cifar10_corrupted_config(c, s) for c in corruptions for s in severities], data_dir)
-    progress = keras.utils.Progbar(len(corruptions) * len(severities), verbose=verbose,
-                                   unit_name="corruption")
-    result = {}
-    for corruption in corruptions:
-        result[corruption] = {}
-        for severity in severities:
-            images, labels = _read_cifar10_corrupted(
-                cifar10_corrupted_config(corruption, severity), data_dir, max_images)
-            value = _accuracy(predict, images, labels, batch_size)
-            result[corruption][severity] = value
-            progress.add(1, values=[("accuracy", value)])
-    values = [a for by_severity in result.values() for a in by_severity.values()]
-    result["mean"] = float(np.mean(values))
-    return result
+
+    def measure(corruption, severity):
+        images, labels = _read_cifar10_corrupted(
+            cifar10_corrupted_config(corruption, severity), data_dir, max_images)
+        return _accuracy(predict, images, labels, batch_size)
+
+    return _accuracy_grid(measure, corruptions, severities, verbose)
