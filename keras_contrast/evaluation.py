@@ -346,13 +346,9 @@ def cifar10_corrupted_config(corruption, severity):
 def cifar10_corrupted_prepared(corruptions=None, severities=SEVERITIES, data_dir=None):
     """Whether TFDS' `cifar10_corrupted` is prepared in `data_dir` (TFDS' default when
     `None`) for every corruption and severity asked (arguments as `corruption_accuracy`)."""
-    import tensorflow_datasets as tfds  # Imported lazily: slow, and only needed here.
-
-    return all(
-        tfds.builder(cifar10_corrupted_config(c, s), data_dir=data_dir).is_prepared()
-        for c in _check_corruptions(corruptions)
-        for s in _check_severities(severities)
-    )
+    configs = [cifar10_corrupted_config(c, s) for c in _check_corruptions(corruptions)
+               for s in _check_severities(severities)]
+    return not _unprepared(configs, data_dir)
 
 
 def evenly_spaced(count, max_images):
@@ -364,16 +360,20 @@ def evenly_spaced(count, max_images):
     return np.linspace(0, count - 1, max_images).round().astype(int)
 
 
-def _check_cifar10_corrupted_prepared(configs, data_dir):
-    import tensorflow_datasets as tfds
+def _unprepared(configs, data_dir):
+    """The TFDS `configs` not prepared in `data_dir`."""
+    import tensorflow_datasets as tfds  # Imported lazily: slow, and only needed here.
 
-    missing = [c for c in configs if not tfds.builder(c, data_dir=data_dir).is_prepared()]
+    return [c for c in configs if not tfds.builder(c, data_dir=data_dir).is_prepared()]
+
+
+def _check_cifar10_corrupted_prepared(configs, data_dir):
+    missing = _unprepared(configs, data_dir)
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ValueError(
             f"TFDS' {', '.join(missing[:3])}{more}: not prepared in data_dir={data_dir!r} "
-            f"({len(missing)} of the "
-            f"{len(configs)} sets asked). Prepare each with `tfds build "
+            f"({len(missing)} of the {len(configs)} sets asked). Prepare each with `tfds build "
             f"{missing[0]} --data_dir=DIR` (it downloads CIFAR-10-C), or measure corruptions "
             "on the fly with `corruption_accuracy`."
         )

@@ -155,7 +155,7 @@ def evaluate_export(export_dir, dataset, *, validation_per_class=500, data_dir=N
     if source == "cifar10_corrupted":
         by_corruption = kc.evaluation.cifar10_corrupted_accuracy(
             predict, corruptions=corruptions, severities=severities, data_dir=data_dir,
-            max_images=max_images or None, batch_size=batch_size, verbose=verbose,
+            max_images=max_images, batch_size=batch_size, verbose=verbose,
         )
     else:
         by_corruption = kc.evaluation.corruption_accuracy(

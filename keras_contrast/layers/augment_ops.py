@@ -288,12 +288,8 @@ def warp_fixed(images, coefficients):
     col = tf.clip_by_value(col, -1, width) + 1
     row = tf.clip_by_value(row, -1, height) + 1
     index = (tf.reshape(tf.range(n), [-1, 1, 1]) * (height + 2) + row) * (width + 2) + col
-    if channels == 3:
-        padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 1]])
-        pixels = tf.gather(tf.reshape(tf.bitcast(padded, tf.int32), [-1]), index)
-        return tf.bitcast(pixels, tf.uint8)[..., :3]
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return tf.gather(tf.reshape(padded, [-1]), index)[..., None]
+    padded = tf.pad(_pixels(images), [[0, 0], [1, 1], [1, 1]])
+    return _unpixels(tf.gather(tf.reshape(padded, [-1]), index), channels)
 
 
 def _pixels(images):
