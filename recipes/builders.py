@@ -480,6 +480,10 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
     augmentation, images of another size than `size` (e.g. `--image_size=16` on 32-px data)
     are resized to it (bilinear), as the training views are. The validation batches are
     `None` when `validation` is (no validation split).
+
+    Both are deterministic (`tf.data` keeps element order, the crop and flip draw their
+    random numbers one batch at a time): the same encoder and `--seed` give the same
+    linear classifier however loaded the machine is, as `linear_eval` promises.
     """
 
     def to_float(images, labels):
@@ -488,7 +492,9 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
             images = tf.image.resize(images, [size, size], method="bilinear")
         return images, labels
 
-    common_args = dict(batch_size=config.batch_size, cache=config.cache, seed=config.seed)
+    common_args = dict(
+        batch_size=config.batch_size, cache=config.cache, seed=config.seed, deterministic=True
+    )
     train_batches = kc.data.build_pipeline(train, **common_args).map(to_float)
     if augment:
         crop_seed, flip_seed = kc.seeds.derive_seeds(config.seed, 2)
@@ -498,9 +504,9 @@ def eval_pipelines(config, train, validation, augment=False, size=None):
                 keras.layers.RandomFlip("horizontal", seed=flip_seed),
             ]
         )
+        # Sequential: parallel calls would hand the seeded draws to batches in any order.
         train_batches = train_batches.map(
-            lambda images, labels: (views(images, training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            lambda images, labels: (views(images, training=True), labels)
         )
     validation_batches = None
     if validation is not None:
