@@ -216,19 +216,48 @@ def test_xla_and_graph_paths_are_bit_identical(channels):
         assert not np.array_equal(xla, images)
 
 
-def test_blend_is_pil_float32_arithmetic_under_xla():
-    # Every (degenerate, pixel) pair at every factor of the table: the XLA
-    # program must round like float32 `d + f * (x - d)` (no FMA).
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_blend_is_pil_float32_arithmetic(jit_compile):
+    # Every (degenerate, pixel) pair at every factor of the table and at random
+    # factors up to 2 (clipped): the program must round like float32
+    # `d + f * (x - d)`, product and sum each rounded (no FMA under XLA).
     from keras_contrast.layers import augment_ops as sa
 
     d, x = (g.astype("float32")[None, ..., None] for g in np.meshgrid(np.arange(256), np.arange(256)))
-    factors = np.float32([0.09 * v + 0.05 for v in range(12)])
+    factors = np.float32(
+        [0.09 * v + 0.05 for v in range(12)]
+        + list(np.random.default_rng(0).uniform(0.0, 2.0, 40))
+        + [0.0, 1.0, 2.0]
+    )
     blend = tf.function(
-        lambda d, x, f: sa._blend(d, x, f, clip=True), jit_compile=True
+        lambda d, x, f: sa._blend(d, x, f, clip=True), jit_compile=jit_compile
     )
     for f in factors:
         expected = np.clip(d + f * (x - d), 0, 255).astype("uint8")  # NumPy float32.
         np.testing.assert_array_equal(blend(d, x, f[None]), expected, err_msg=str(f))
+
+
+def test_sharpness_division_by_13_is_exact_for_every_sum():
+    # The SMOOTH filter's `(sum + 6) // 13` as `((sum + 6) * 5042) >> 16`, for
+    # every 3x3 sum an 8-bit image can give (0 .. 13 * 255, centre weight 5):
+    # one 3x3 image per sum, its centre and ring chosen to give it.
+    from keras_contrast.layers import augment_ops as sa
+
+    sums = np.arange(13 * 255 + 1)
+    centre = np.minimum(255, sums // 5)
+    ring_total = sums - 5 * centre  # 0 .. 2040: spread over the 8 ring pixels
+    images = np.zeros((len(sums), 3, 3, 1), "uint8")
+    ring = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)]
+    for k, (i, j) in enumerate(ring):
+        images[:, i, j, 0] = ring_total // 8 + (k < ring_total % 8)
+    images[:, 1, 1, 0] = centre
+    got_sums = images[..., 0].astype(int).sum(axis=(1, 2)) + 4 * images[:, 1, 1, 0].astype(int)
+    np.testing.assert_array_equal(got_sums, sums)
+    for jit_compile in (True, False):
+        sharpen = tf.function(lambda x: sa.sharpness(x, tf.zeros([len(sums)]), clip=True),
+                              jit_compile=jit_compile)
+        smooth = np.asarray(sharpen(images))[:, 1, 1, 0]  # factor 0: the filter alone
+        np.testing.assert_array_equal(smooth, (sums + 6) // 13)
 
 
 # ------------------------------------------------------------------ statistics
