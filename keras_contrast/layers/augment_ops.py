@@ -7,10 +7,10 @@ one `Op` entry of `OPS`: its name, the kernel that runs it and the function
 that turns its per-image *values* (float64 `[n, NUM_VALUES]`, what a layer
 draws or looks up) into the kernel's parameters (float64 `[n, NUM_PARAMS]`).
 Several ops may share a kernel: the five geometric ops take Pillow's 16.16
-fixed-point affine coefficients as parameters and run on one of three warp
-kernels (the general one for rotations; on the XLA path, translations and
-shears move whole rows or columns and run as row copies, when the image width
-(height for vertical shears) is known when the program is traced; otherwise,
+fixed-point affine coefficients as parameters and run on one of two warp
+kernels (the general per-pixel one for rotations and vertical shears; on the
+XLA path, translations and horizontal shears move whole rows and run as row
+copies when the image width is known when the program is traced; otherwise,
 e.g. images of varying size mapped one by one in `tf.data`, they take the
 per-pixel warp, with the same pixels).
 
@@ -199,23 +199,41 @@ def sharpness(images, factors, clip=True):
     return tf.reshape(out, shape)
 
 
+def _materialized(table):
+    """`table` (uint8, any shape) unchanged, computed once before it is read.
+
+    XLA fuses a small table's computation into the gather that reads it and
+    recomputes it for every element gathered (Equalize: the look-up table's
+    integer division ran once per pixel, seen in the optimised HLO). Passing
+    the table's bytes through an int32 OR with a zero that no compiler can
+    prove to be zero makes XLA compute the table on its own: 520 -> 310 us
+    per 224-px Equalize under XLA (BENCHMARKS.md). The graph path is
+    unaffected either way.
+    """
+    shape = tf.shape(table)
+    flat = tf.reshape(table, [-1])
+    padding = (-tf.size(flat)) % 4
+    words = tf.bitcast(tf.reshape(tf.pad(flat, [[0, padding]]), [-1, 4]), tf.int32)
+    zero = tf.cast(tf.reduce_any(tf.math.is_nan(tf.cast(words[:1], tf.float32))), tf.int32)
+    flat = tf.reshape(tf.bitcast(tf.bitwise.bitwise_or(words, zero), tf.uint8), [-1])
+    return tf.reshape(flat[: tf.size(table)], shape)
+
+
 def equalize(images):
     """`PIL.ImageOps.equalize`, per image and channel.
 
     One scatter-add histogram of all images and channels (`unsorted_segment_sum`
-    on the channels-last values, each offset to its own 256 bins), then the
-    look-up tables applied to planes (`[n * C, H * W]`, one row per image and
-    channel, a gather with `batch_dims=1`): under XLA on CPU this ran about
-    1.5x faster at 224 px than `DenseBincount` and one gather from the
-    concatenated tables with channels-last indices (one run, BENCHMARKS.md).
+    on the channels-last values, each offset to its own 256 bins; under XLA on
+    CPU about 2x faster than `DenseBincount`), the look-up tables computed
+    once (`_materialized`), then one gather from the concatenated tables with
+    the same offset values.
     """
     shape = tf.shape(images)
     channels = images.shape[-1]
     rows = shape[0] * channels
     pixels = shape[1] * shape[2]
-    x = tf.cast(images, tf.int32)
     offsets = tf.reshape(tf.range(rows) * 256, [shape[0], 1, 1, channels])
-    bins = tf.reshape(x + offsets, [-1])
+    bins = tf.cast(images, tf.int32) + offsets
     hist = tf.math.unsorted_segment_sum(tf.ones_like(bins), bins, rows * 256)
     hist = tf.reshape(hist, [rows, 256])
     levels = tf.range(256)
@@ -226,11 +244,7 @@ def equalize(images):
     safe_step = tf.maximum(step, 1)[:, None]
     lut = tf.minimum((safe_step // 2 + cum) // safe_step, 255)
     lut = tf.cast(tf.where(step[:, None] > 0, lut, levels[None, :]), tf.uint8)
-    planes = tf.reshape(tf.transpose(tf.reshape(x, [shape[0], pixels, channels]), [0, 2, 1]),
-                        [rows, pixels])
-    out = tf.gather(lut, planes, batch_dims=1)  # [rows, pixels]
-    out = tf.transpose(tf.reshape(out, [shape[0], channels, pixels]), [0, 2, 1])
-    return tf.reshape(out, shape)
+    return tf.gather(_materialized(tf.reshape(lut, [-1])), bins)
 
 
 def posterize(images, bits):
@@ -269,6 +283,18 @@ def cutout(images, boxes, fills):
     return tf.where(inside[..., None], fill, images)
 
 
+def _source_pixels(coefficients, height, width):
+    """Pillow's source `(row, col)` (int32 `[n, H, W]` each) of every output
+    pixel: `((A5 + x A3 + y A4) >> 16, (A2 + x A0 + y A1) >> 16)`. `>> 16`
+    of a signed int is Pillow's (arithmetic) shift: a floor division."""
+    a = [tf.reshape(coefficients[:, k], [-1, 1, 1]) for k in range(6)]
+    xs = tf.reshape(tf.range(width), [1, 1, -1])
+    ys = tf.reshape(tf.range(height), [1, -1, 1])
+    col = tf.bitwise.right_shift(a[2] + xs * a[0] + ys * a[1], 16)
+    row = tf.bitwise.right_shift(a[5] + xs * a[3] + ys * a[4], 16)
+    return row, col
+
+
 def warp_fixed(images, coefficients):
     """Pillow's nearest-neighbour `Image.transform(AFFINE)`, black fill.
 
@@ -283,17 +309,12 @@ def warp_fixed(images, coefficients):
     The gather reads a copy with a one-pixel black border (points outside
     the image are clamped onto it), and RGB pixels are gathered as one int32
     each (the channels padded to 4 bytes): one scalar gather per pixel
-    rather than a 3-element slice, about 15 % faster under XLA.
+    rather than a 3-element slice. The XLA path runs `warp_xla`.
     """
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
     channels = images.shape[-1]
-    a = [tf.reshape(coefficients[:, k], [-1, 1, 1]) for k in range(6)]
-    xs = tf.reshape(tf.range(width), [1, 1, -1])
-    ys = tf.reshape(tf.range(height), [1, -1, 1])
-    # `>> 16` of a signed int is Pillow's (arithmetic) shift: a floor division.
-    col = tf.bitwise.right_shift(a[2] + xs * a[0] + ys * a[1], 16)
-    row = tf.bitwise.right_shift(a[5] + xs * a[3] + ys * a[4], 16)
+    row, col = _source_pixels(coefficients, height, width)
     col = tf.clip_by_value(col, -1, width) + 1
     row = tf.clip_by_value(row, -1, height) + 1
     index = (tf.reshape(tf.range(n), [-1, 1, 1]) * (height + 2) + row) * (width + 2) + col
@@ -315,28 +336,49 @@ def _unpixels(pixels, channels):
     return pixels[..., None]
 
 
-def _row_gather_dimensions():
+def _gather_dimensions(offset_dims, collapsed_slice_dims, start_index_map, index_vector_dim):
     dims = _xla_data_pb2.GatherDimensionNumbers()
-    dims.offset_dims.append(2)
-    dims.collapsed_slice_dims.extend([0, 1])
-    dims.start_index_map.extend([0, 1, 2])
-    dims.index_vector_dim = 2
+    dims.offset_dims.extend(offset_dims)
+    dims.collapsed_slice_dims.extend(collapsed_slice_dims)
+    dims.start_index_map.extend(start_index_map)
+    dims.index_vector_dim = index_vector_dim
     return dims
 
 
-def _shift_rows_of_pixels(pixels, row_offset, col_base, col_step):
-    """`out[i, y, x] = pixels[i, y + t_i, x + s_i(y)]`, 0 outside, on `[n, H, W]`
-    with `t_i = row_offset[i]` and `s_i(y) = (col_base[i] + y col_step[i]) >> 16`.
+def warp_xla(images, coefficients):
+    """`warp_fixed` under XLA: one XLA gather of `[1, 1, 1, C]` pixel slices.
+
+    XLA's gather clamps every start index into the operand, so with a
+    one-pixel black border around the image any source point outside it
+    reads black, as in Pillow, without clipping the indices first. Reading
+    the C bytes of a pixel directly (no 4-byte packing): 143 -> 40 us per
+    224-px rotation under XLA (BENCHMARKS.md).
+    """
+    if _xla is None:
+        return warp_fixed(images, coefficients)
+    shape = tf.shape(images)
+    row, col = _source_pixels(coefficients, shape[1], shape[2])
+    batch = tf.broadcast_to(tf.reshape(tf.range(shape[0]), [-1, 1, 1]), tf.shape(row))
+    starts = tf.stack([batch, row + 1, col + 1], axis=3)
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    dims = _gather_dimensions([3], [0, 1, 2], [0, 1, 2], 3)
+    return _xla.gather(padded, starts, dims, [1, 1, 1, images.shape[-1]])
+
+
+def _shift_rows(images, row_offset, col_base, col_step):
+    """`out[i, y, x] = images[i, y + t_i, x + s_i(y)]`, 0 outside, on uint8
+    `[n, H, W, C]` with `t_i = row_offset[i]` and
+    `s_i(y) = (col_base[i] + y col_step[i]) >> 16`.
 
     Each output row is one contiguous slice of a copy with W zero pixels on
     both sides, read by one XLA gather of whole rows: a row copy instead of
-    a gather per pixel (3-7x faster than `warp_fixed` at 224 px, BENCHMARKS.md).
+    a gather per pixel (BENCHMARKS.md).
     """
-    shape = tf.shape(pixels)
+    shape = tf.shape(images)
     n, height = shape[0], shape[1]
-    width = pixels.shape[2]
-    zeros = tf.zeros_like(pixels)
-    padded = tf.concat([zeros, pixels, zeros], axis=2)
+    width, channels = images.shape[2], images.shape[3]
+    zeros = tf.zeros_like(images)
+    padded = tf.concat([zeros, images, zeros], axis=2)
     rows = tf.range(height)[None, :]
     source_rows = rows + row_offset[:, None]
     inside = (source_rows >= 0) & (source_rows < height)
@@ -349,8 +391,9 @@ def _shift_rows_of_pixels(pixels, row_offset, col_base, col_step):
         ],
         axis=2,
     )
-    out = _xla.gather(padded, starts, _row_gather_dimensions(), [1, 1, width])
-    return tf.where(inside[..., None], out, tf.zeros_like(out))
+    dims = _gather_dimensions([2, 3], [0, 1], [0, 1, 2], 2)
+    out = _xla.gather(padded, starts, dims, [1, 1, width, channels])
+    return tf.where(inside[..., None, None], out, tf.zeros_like(out))
 
 
 def shift_rows_xla(images, coefficients):
@@ -360,29 +403,13 @@ def shift_rows_xla(images, coefficients):
     With `A0 = 65536`, Pillow's `(A2 + x A0 + y A1) >> 16` is exactly
     `x + ((A2 + y A1) >> 16)`, and with `A3 = 0`, `A4 = 65536` the source row
     is `y + (A5 >> 16)`: output row `y` is input row `y + (A5 >> 16)` shifted
-    by a whole number of pixels. Falls back to `warp_fixed` when the width is
+    by a whole number of pixels. Falls back to `warp_xla` when the width is
     not known when the program is traced (the gather needs it).
     """
     if _xla is None or images.shape[2] is None:
-        return warp_fixed(images, coefficients)
+        return warp_xla(images, coefficients)
     c = coefficients
-    out = _shift_rows_of_pixels(
-        _pixels(images), tf.bitwise.right_shift(c[:, 5], 16), c[:, 2], c[:, 1]
-    )
-    return _unpixels(out, images.shape[-1])
-
-
-def shift_cols_xla(images, coefficients):
-    """`warp_fixed` for the maps that move whole columns (`A0 = A4 = 65536`,
-    `A1 = 0`: vertical shears), under XLA only: `shift_rows_xla` on the
-    transposed image (source column `x + (A2 >> 16)`, row offset
-    `(A5 + x A3) >> 16`)."""
-    if _xla is None or images.shape[1] is None:
-        return warp_fixed(images, coefficients)
-    c = coefficients
-    pixels = tf.transpose(_pixels(images), [0, 2, 1])
-    out = _shift_rows_of_pixels(pixels, tf.bitwise.right_shift(c[:, 2], 16), c[:, 5], c[:, 3])
-    return _unpixels(tf.transpose(out, [0, 2, 1]), images.shape[-1])
+    return _shift_rows(images, tf.bitwise.right_shift(c[:, 5], 16), c[:, 2], c[:, 1])
 
 
 def _factor(params):
@@ -394,10 +421,10 @@ def _integer(params, column=0):
 
 
 # name -> fn(images, params float64 [n, NUM_PARAMS], clip). `clip`: whether
-# blend factors may exceed 1 (else the blends cannot leave 0..255). The three
+# blend factors may exceed 1 (else the blends cannot leave 0..255). The two
 # warps share Pillow's fixed-point coefficients as parameters; "shift_rows"
-# and "shift_cols" take only the maps that move whole rows / columns, which
-# the XLA path runs as row copies (`XLA_KERNELS`).
+# takes only the maps that move whole rows, which the XLA path runs as row
+# copies (`XLA_KERNELS`).
 KERNELS = {
     "identity": lambda images, params, clip: images,
     "auto_contrast": lambda images, params, clip: auto_contrast(images),
@@ -414,14 +441,13 @@ KERNELS = {
     ),
     "warp": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
     "shift_rows": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
-    "shift_cols": lambda images, params, clip: warp_fixed(images, tf.cast(params, tf.int32)),
 }
 KERNEL_NAMES = tuple(KERNELS)
 # The XLA path's kernels: the same pixels, faster programs where XLA allows.
 XLA_KERNELS = dict(
     KERNELS,
+    warp=lambda images, params, clip: warp_xla(images, tf.cast(params, tf.int32)),
     shift_rows=lambda images, params, clip: shift_rows_xla(images, tf.cast(params, tf.int32)),
-    shift_cols=lambda images, params, clip: shift_cols_xla(images, tf.cast(params, tf.int32)),
 )
 
 
@@ -530,7 +556,7 @@ OPS = (
     Op("cutout", "cutout", _cutout_box),
     Op("rotate", "warp", _rotate),
     Op("shear_x", "shift_rows", _shear_x),
-    Op("shear_y", "shift_cols", _shear_y),
+    Op("shear_y", "warp", _shear_y),
     Op("translate_x", "shift_rows", _translate_x),
     Op("translate_y", "shift_rows", _translate_y),
 )

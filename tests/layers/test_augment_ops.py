@@ -192,24 +192,25 @@ def test_every_registry_op_has_a_pillow_case():
 
 
 def test_row_gather_is_available():
-    # The XLA path's row-copy warps need XLA's gather of row slices (private
-    # TensorFlow modules); without them they fall back to the per-pixel warp.
+    # The XLA path's warps need XLA's gather with its own dimension numbers
+    # (private TensorFlow modules); without them they fall back to `warp_fixed`.
     assert augment_ops._xla is not None and augment_ops._xla_data_pb2 is not None
 
 
 @pytest.mark.parametrize("size,channels", [((37, 53), 3), ((48, 31), 1)], ids=["rgb", "L"])
 def test_row_and_column_warps_equal_pillow_at_any_offset(size, channels):
-    # The XLA row-copy kernels on maps that combine a shear with translations in
-    # both directions, including offsets beyond one and two image sides.
+    # The XLA row-copy kernel (and the per-pixel one on vertical shears) on maps
+    # that combine a shear with translations in both directions, including
+    # offsets beyond one and two image sides.
     images = _images(size, channels, seed=7)
     height, width = size
-    kernels = {"shift_rows": augment_ops.shift_rows_xla, "shift_cols": augment_ops.shift_cols_xla}
+    kernels = {"shift_rows": augment_ops.shift_rows_xla, "warp": augment_ops.warp_xla}
     cases = []
     for s in (0.0, 0.3, -0.41, 1.7):
         for tx, ty in ((0, 0), (5, -3), (-width, 2), (2 * width + 1, 0), (0, -3 * height),
                        (-7, height - 1), (0.4, -0.6)):
             cases.append(("shift_rows", (1, s, tx, 0, 1, ty)))
-            cases.append(("shift_cols", (1, 0, tx, s, 1, ty)))
+            cases.append(("warp", (1, 0, tx, s, 1, ty)))
     run = tf.function(lambda x, c, kernel: kernels[kernel](x, c), jit_compile=True)
     for kernel, matrix in cases:
         # The whole batch at once, each image with the same map.
@@ -222,6 +223,36 @@ def test_row_and_column_warps_equal_pillow_at_any_offset(size, channels):
             arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
             expected.append(arr[..., None] if arr.ndim == 2 else arr)
         np.testing.assert_array_equal(got, np.stack(expected), err_msg=f"{kernel} {matrix}")
+
+
+@pytest.mark.parametrize("size,channels", [((37, 53), 3), ((48, 31), 1)], ids=["rgb", "L"])
+def test_xla_warp_equals_pillow_for_any_affine_map(size, channels):
+    # `warp_xla` relies on XLA's gather clamping start indices onto the black
+    # border: rotations about the centre, maps that send part or all of the
+    # image far outside (beyond two sides, negative and positive), a scaling.
+    images = _images(size, channels, seed=11)
+    height, width = size
+    matrices = []
+    for degrees in (0.0, 17.0, -30.0, 90.0, 135.5, 180.0, 271.0):
+        cos, sin = augment_ops.rotation_values(degrees)
+        cx, cy = width / 2.0, height / 2.0
+        matrices.append((cos, sin, (cos * -cx + sin * -cy) + cx,
+                         -sin, cos, (-sin * -cx + cos * -cy) + cy))
+    matrices += [(1, 0, 3 * width, 0, 1, 0), (1, 0, -2.5 * width, 0, 1, -4 * height),
+                 (0.7, 0.2, -5, -0.3, 1.4, 6), (-1, 0, width, 0, -1, height),
+                 (1, 0.3, -width, 0.2, 1, 2 * height)]
+    run = tf.function(augment_ops.warp_xla, jit_compile=True)
+    for matrix in matrices:
+        coefficients = tf.cast(augment_ops.affine_coefficients(
+            *[tf.constant([float(v)] * len(images), tf.float64) for v in matrix]), tf.int32)
+        got = np.asarray(run(images, coefficients))
+        expected = []
+        for image in images:
+            img = Image.fromarray(image[..., 0] if channels == 1 else image)
+            arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
+            expected.append(arr[..., None] if arr.ndim == 2 else arr)
+        np.testing.assert_array_equal(got, np.stack(expected), err_msg=str(matrix))
+    assert not np.array_equal(got, images)
 
 
 def test_images_of_other_channel_counts_are_refused():
