@@ -50,7 +50,7 @@ import tensorflow as tf
 
 from keras_contrast.layers import _image_utils
 
-try:  # XLA's gather of whole row slices (private TensorFlow modules, TF 2.x).
+try:  # XLA's gather with its own slice sizes (private TensorFlow modules, TF 2.x).
     from tensorflow.compiler.tf2xla.python import xla as _xla
     from tensorflow.compiler.xla import xla_data_pb2 as _xla_data_pb2
 except ImportError:  # pragma: no cover - checked by test_row_gather_is_available
@@ -88,32 +88,34 @@ def _gray_float(images_float):
     return tf.floor((total + 32768.0) * (1.0 / 65536.0))
 
 
-def _unfused(product, factors):
-    """`product` (float32) as it was rounded, kept out of any FMA.
+def _rounded(value):
+    """Rounds a float64 result to float32.
 
-    XLA on CPU contracts `d + f * k` into a fused multiply-add, which rounds
-    once and does not match Pillow's float32 `d + (f * k)` (116 of the 65,536
-    `(d, x)` pairs differed at factor 0.86). An OR of the product's bits with
-    an int32 zero that no compiler can prove to be zero (`isnan(f)`, false
-    for every finite factor) leaves the value as it is and the multiply and
-    the add as separate, each rounded, float32 operations. (The float64
-    computation this replaces was exact too and half as fast.)
+    The float32 ops of Pillow are computed as float64 ops, each rounded back to
+    float32 with this. That gives the same value: float64 has more than
+    2 * 24 + 2 mantissa bits, so double rounding cannot change a sum, product
+    or quotient of float32 values. It also stops a compiler (XLA on CPU, nvcc
+    on GPU) from fusing a multiply and an add into one FMA, which rounds once
+    and does not match Pillow (116 of the 65,536 `(d, x)` pairs differed at
+    factor 0.86). Float32 arithmetic with the product's bits OR-ed with an
+    opaque zero ran about 1.6x faster but was fused again whenever the
+    compiler could prove the zero (a factor known at compile time): measured,
+    and not kept.
     """
-    zero = tf.cast(tf.math.is_nan(factors), tf.int32)
-    bits = tf.bitwise.bitwise_or(tf.bitcast(product, tf.int32), zero)
-    return tf.bitcast(bits, tf.float32)
+    return tf.cast(tf.cast(value, tf.float32), tf.float64)
 
 
 def _blend(degenerate, images, factors, clip=True):
     """PIL `Image.blend(degenerate, image, f)`: truncated `d + f * (x - d)`.
 
-    `degenerate` and `images` are float32 (integer values 0..255) and
-    `factors` float32 `[n]`, finite. With `clip=False` (all factors in
-    [0, 1]) the result already lies in 0..255. Computed in float32
-    arithmetic, each product and sum rounded, exactly as PIL (`_unfused`).
+    `degenerate` and `images` are float32 (integer values 0..255). With
+    `clip=False` (all factors in [0, 1]) the result already lies in 0..255.
+    Computed in float32 arithmetic, exactly as PIL (see `_rounded`).
     """
-    f = tf.reshape(factors, [-1, 1, 1, 1])
-    out = degenerate + _unfused(f * (images - degenerate), f)  # `x - d`: exact.
+    f = tf.cast(tf.reshape(factors, [-1, 1, 1, 1]), tf.float64)
+    d = tf.cast(degenerate, tf.float64)
+    # `x - d` is an exact integer; the product and the sum are rounded.
+    out = _rounded(d + _rounded(f * (tf.cast(images, tf.float64) - d)))
     if clip:
         out = tf.clip_by_value(out, 0.0, 255.0)
     return tf.cast(out, tf.uint8)  # Truncation, as PIL's float -> UINT8.
@@ -204,11 +206,13 @@ def _materialized(table):
 
     XLA fuses a small table's computation into the gather that reads it and
     recomputes it for every element gathered (Equalize: the look-up table's
-    integer division ran once per pixel, seen in the optimised HLO). Passing
-    the table's bytes through an int32 OR with a zero that no compiler can
-    prove to be zero makes XLA compute the table on its own: 520 -> 310 us
-    per 224-px Equalize under XLA (BENCHMARKS.md). The graph path is
-    unaffected either way.
+    integer division ran once per pixel, seen in the optimised HLO; an XLA
+    optimisation barrier did not stop it). Passing the table's bytes, as
+    int32 words, through an OR with a zero computed at run time (`isnan` of a
+    word converted to float32, never true) makes XLA's fusion pass, which
+    does not evaluate it, compute the table on its own: 500 -> 205 us per
+    224-px Equalize under XLA (BENCHMARKS.md). A compiler that did fold the
+    zero would only lose the speed. The graph path is unaffected.
     """
     shape = tf.shape(table)
     flat = tf.reshape(table, [-1])
@@ -351,10 +355,11 @@ def warp_xla(images, coefficients):
     XLA's gather clamps every start index into the operand, so with a
     one-pixel black border around the image any source point outside it
     reads black, as in Pillow, without clipping the indices first. Reading
-    the C bytes of a pixel directly (no 4-byte packing): 143 -> 40 us per
-    224-px rotation under XLA (BENCHMARKS.md).
+    the C bytes of a pixel directly (no 4-byte packing): 250 -> 50 us per
+    224-px rotation under XLA (BENCHMARKS.md). An empty batch (whose gather
+    slices would not fit) and a missing XLA module take `warp_fixed`.
     """
-    if _xla is None:
+    if _xla is None or images.shape[0] == 0:
         return warp_fixed(images, coefficients)
     shape = tf.shape(images)
     row, col = _source_pixels(coefficients, shape[1], shape[2])
@@ -404,9 +409,10 @@ def shift_rows_xla(images, coefficients):
     `x + ((A2 + y A1) >> 16)`, and with `A3 = 0`, `A4 = 65536` the source row
     is `y + (A5 >> 16)`: output row `y` is input row `y + (A5 >> 16)` shifted
     by a whole number of pixels. Falls back to `warp_xla` when the width is
-    not known when the program is traced (the gather needs it).
+    not known when the program is traced (the gather needs it) and for an
+    empty batch.
     """
-    if _xla is None or images.shape[2] is None:
+    if _xla is None or images.shape[2] is None or images.shape[0] == 0:
         return warp_xla(images, coefficients)
     c = coefficients
     return _shift_rows(images, tf.bitwise.right_shift(c[:, 5], 16), c[:, 2], c[:, 1])

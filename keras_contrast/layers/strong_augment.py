@@ -179,9 +179,9 @@ class StrongAugment(BaseImagePreprocessingLayer):
             ("translate_slope", translate_slope),
             ("solarize_slope", solarize_slope),
         ):
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _image_utils.is_finite_number(value) or value < 0:
                 raise ValueError(
-                    f"`{name}` must be a number >= 0. Received: {name}={value}"
+                    f"`{name}` must be a finite number >= 0. Received: {name}={value}"
                 )
         self.num_ops = num_ops
         self.rate = rate

@@ -242,17 +242,25 @@ def test_xla_warp_equals_pillow_for_any_affine_map(size, channels):
                  (0.7, 0.2, -5, -0.3, 1.4, 6), (-1, 0, width, 0, -1, height),
                  (1, 0.3, -width, 0.2, 1, 2 * height)]
     run = tf.function(augment_ops.warp_xla, jit_compile=True)
-    for matrix in matrices:
+
+    def pillow(image, matrix):
+        img = Image.fromarray(image[..., 0] if channels == 1 else image)
+        arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
+        return arr[..., None] if arr.ndim == 2 else arr
+
+    for start in range(len(matrices)):
+        # Each image of the batch with its own map.
+        batch_matrices = [matrices[(start + k) % len(matrices)] for k in range(len(images))]
         coefficients = tf.cast(augment_ops.affine_coefficients(
-            *[tf.constant([float(v)] * len(images), tf.float64) for v in matrix]), tf.int32)
+            *[tf.constant([float(m[j]) for m in batch_matrices], tf.float64) for j in range(6)]),
+            tf.int32)
         got = np.asarray(run(images, coefficients))
-        expected = []
-        for image in images:
-            img = Image.fromarray(image[..., 0] if channels == 1 else image)
-            arr = np.asarray(img.transform(img.size, Image.AFFINE, matrix))
-            expected.append(arr[..., None] if arr.ndim == 2 else arr)
-        np.testing.assert_array_equal(got, np.stack(expected), err_msg=str(matrix))
-    assert not np.array_equal(got, images)
+        expected = np.stack([pillow(image, m) for image, m in zip(images, batch_matrices)])
+        np.testing.assert_array_equal(got, expected, err_msg=str(batch_matrices))
+    empty = np.zeros((0,) + images.shape[1:], "uint8")
+    for kernel in (augment_ops.warp_xla, augment_ops.shift_rows_xla):
+        out = tf.function(kernel, jit_compile=True)(empty, tf.zeros([0, 6], tf.int32))
+        assert out.shape == empty.shape
 
 
 def test_images_of_other_channel_counts_are_refused():

@@ -219,7 +219,8 @@ def test_xla_and_graph_paths_are_bit_identical(channels):
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_blend_is_pil_float32_arithmetic(jit_compile):
     # Every (degenerate, pixel) pair at every factor of the table and at random
-    # factors up to 2 (clipped): the program must round like float32
+    # factors up to 2 (clipped), given at run time and as constants known when
+    # the program compiles: the program must round like float32
     # `d + f * (x - d)`, product and sum each rounded (no FMA under XLA).
     from keras_contrast.layers import augment_ops as sa
 
@@ -232,15 +233,41 @@ def test_blend_is_pil_float32_arithmetic(jit_compile):
     blend = tf.function(
         lambda d, x, f: sa._blend(d, x, f, clip=True), jit_compile=jit_compile
     )
-    for f in factors:
+    for k, f in enumerate(factors):
         expected = np.clip(d + f * (x - d), 0, 255).astype("uint8")  # NumPy float32.
         np.testing.assert_array_equal(blend(d, x, f[None]), expected, err_msg=str(f))
+        if k % 5 == 0:
+            constant = tf.function(
+                lambda d, x: sa._blend(d, x, tf.constant([f]), clip=True), jit_compile=jit_compile
+            )
+            np.testing.assert_array_equal(constant(d, x), expected, err_msg=f"constant {f}")
 
 
-def test_sharpness_division_by_13_is_exact_for_every_sum():
+@pytest.mark.parametrize("name", ["color", "contrast", "sharpness"])
+def test_enhance_kernels_with_a_constant_factor_equal_pillow_under_xla(name):
+    # The kernels called directly, the factor a constant of the compiled program.
+    from PIL import Image, ImageEnhance
+
+    from keras_contrast.layers import augment_ops as sa
+
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)).astype("uint8")
+    enhancer = {"color": ImageEnhance.Color, "contrast": ImageEnhance.Contrast,
+                "sharpness": ImageEnhance.Sharpness}[name]
+    for factor in (0.86, 0.41, 1.37):
+        run = tf.function(lambda x: getattr(sa, name)(x, tf.constant([factor] * 2, tf.float32)),
+                          jit_compile=True)
+        expected = [np.asarray(enhancer(Image.fromarray(image)).enhance(np.float32(factor)))
+                    for image in images]
+        np.testing.assert_array_equal(run(images), np.stack(expected), err_msg=f"{name} {factor}")
+
+
+def test_sharpness_filter_equals_pillow_smooth_for_every_sum():
     # The SMOOTH filter's `(sum + 6) // 13` as `((sum + 6) * 5042) >> 16`, for
     # every 3x3 sum an 8-bit image can give (0 .. 13 * 255, centre weight 5):
-    # one 3x3 image per sum, its centre and ring chosen to give it.
+    # one 3x3 image per sum, its centre and ring chosen to give it, against
+    # Pillow's `ImageFilter.SMOOTH`.
+    from PIL import Image, ImageFilter
+
     from keras_contrast.layers import augment_ops as sa
 
     sums = np.arange(13 * 255 + 1)
@@ -253,11 +280,13 @@ def test_sharpness_division_by_13_is_exact_for_every_sum():
     images[:, 1, 1, 0] = centre
     got_sums = images[..., 0].astype(int).sum(axis=(1, 2)) + 4 * images[:, 1, 1, 0].astype(int)
     np.testing.assert_array_equal(got_sums, sums)
+    pillow = np.array([np.asarray(Image.fromarray(image[..., 0]).filter(ImageFilter.SMOOTH))[1, 1]
+                       for image in images])
     for jit_compile in (True, False):
         sharpen = tf.function(lambda x: sa.sharpness(x, tf.zeros([len(sums)]), clip=True),
                               jit_compile=jit_compile)
         smooth = np.asarray(sharpen(images))[:, 1, 1, 0]  # factor 0: the filter alone
-        np.testing.assert_array_equal(smooth, (sums + 6) // 13)
+        np.testing.assert_array_equal(smooth, pillow)
 
 
 # ------------------------------------------------------------------ statistics
@@ -322,6 +351,9 @@ def test_config_and_keras_round_trip(tmp_path):
         ({"magnitude_range": (3, 1)}, "magnitude_range"),
         ({"value_range": (1, 0)}, "value_range"),
         ({"shear_slope": -1}, "shear_slope"),
+        ({"enhance_offset": float("nan")}, r"enhance_offset.*Received: enhance_offset=nan"),
+        ({"enhance_slope": float("inf")}, r"enhance_slope.*Received: enhance_slope=inf"),
+        ({"rotate_slope": True}, "rotate_slope"),
         ({"jit_compile": "yes"}, "jit_compile"),
     ],
 )
