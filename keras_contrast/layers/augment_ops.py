@@ -210,7 +210,7 @@ def _materialized(table):
     optimisation barrier did not stop it). Passing the table's bytes, as
     int32 words, through an OR with a zero computed at run time (`isnan` of a
     word converted to float32, never true) makes XLA's fusion pass, which
-    does not evaluate it, compute the table on its own: 500 -> 205 us per
+    does not evaluate it, compute the table on its own: 500 -> 170 us per
     224-px Equalize under XLA (BENCHMARKS.md). A compiler that did fold the
     zero would only lose the speed. The graph path is unaffected.
     """
