@@ -36,8 +36,6 @@ VALUES = {
     "shear_y": 0.2,
     "translate_x": 30,
     "translate_y": 30,
-    "cutout": None,
-    "rotate": None,
 }
 
 
